@@ -1,0 +1,83 @@
+"""
+### Nightly retraining of the LoRA-adapted transformer recommender
+
+Runs at 02:00 UTC. `{{ ds }}` (the run's logical date, i.e. the night being run) is passed to
+every stage as `--logical-date`; the night's data interval is `[ds - interval_days, ds)`.
+
+| stage | does |
+|---|---|
+| extract | warehouse tables -> Parquet + manifest |
+| validate | Great Expectations suite; **stops the run** on bad data |
+| profiles | splits, user sequences, text profiles, interest groups |
+| finetune | LoRA fine-tuning (queue `gpu`) |
+| evaluate | candidate vs champion and baselines -> BLESSED / NOT_BLESSED with reasons |
+| promote | **the gate**: registers the candidate as champion only if blessed |
+| publish | top-K recommendations per user and group -> warehouse |
+
+Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
+the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
+
+**Exit codes**: `0` success; `3` not retryable (failed validation, failed gate, bad
+configuration): the task fails at once; any other code is treated as transient and retried
+(2 retries, exponential backoff from 2 min, at most 30 min).
+
+This file is wiring only: the stage graph of `dvc.yaml`, which tests/dags prove it matches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, chain, dag
+
+from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflow parses this file
+
+STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
+# The project root the commands run in; RETRAIN_PROJECT_DIR on the worker overrides it at run time.
+PROJECT_DIR = str(Path(__file__).resolve().parents[1])
+# Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
+OVERRIDES: dict[str, dict] = {
+    "finetune": {"queue": "gpu", "execution_timeout": dt.timedelta(hours=6)},
+    "evaluate": {"execution_timeout": dt.timedelta(hours=2)},
+}
+
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    # In Airflow 3.3 a multiplier (a legacy True is read as 2.0 when serialized): delay doubles per try.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "execution_timeout": dt.timedelta(hours=1),
+}
+
+
+@dag(
+    dag_id="nightly_retrain",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone=pendulum.UTC),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=dt.timedelta(hours=20),
+    default_args=DEFAULT_ARGS,
+    tags=["retraining", "recommender", "lora"],
+    doc_md=__doc__,  # flush-left Markdown; an indented function docstring would render as code
+)
+def nightly_retrain() -> None:
+    """The stage chain; the module docstring above is the DAG's UI doc."""
+    chain(
+        *(
+            StageOperator(
+                task_id=stage,
+                command=f"python -m tasks.{stage} --logical-date {{{{ ds }}}}",
+                cwd=PROJECT_DIR,
+                **OVERRIDES.get(stage, {}),
+            )
+            for stage in STAGES
+        )
+    )
+
+
+nightly_retrain()

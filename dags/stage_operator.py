@@ -1,0 +1,102 @@
+"""StageOperator: runs one pipeline stage's command line, the same one dvc.yaml runs.
+
+Exit codes follow tasks/common.py: 0 ok, 3 non-retryable (bad data, failed gate, bad
+configuration) -> AirflowFailException (no retry), anything else -> AirflowException (retried).
+Imports stay light: this module is loaded whenever the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+EXIT_NON_RETRYABLE = 3  # mirrors tasks.common.EXIT_NON_RETRYABLE (not imported: dags -> tasks is one way)
+TAIL_LINES = 20  # last output lines quoted in the failure message, so the UI shows why
+
+
+def resolve_executable(name: str) -> str:
+    """`python` is RETRAIN_PYTHON, else the first on PATH, else this worker's interpreter."""
+    if name == "python":
+        return os.environ.get("RETRAIN_PYTHON") or shutil.which("python") or sys.executable
+    return shutil.which(name) or name
+
+
+class StageOperator(BaseOperator):
+    """Runs `command` (templated, split with shlex, no shell) in the project directory.
+
+    Args:
+        command: the stage's command line, e.g. ``python -m tasks.extract --logical-date {{ ds }}``.
+        cwd: project directory; env RETRAIN_PROJECT_DIR on the worker takes precedence.
+    """
+
+    template_fields: Sequence[str] = ("command",)
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, command: str, cwd: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.command = command
+        self.cwd = cwd
+        self._process: subprocess.Popen[str] | None = None
+
+    def argv(self) -> list[str]:
+        """The argument list to execute (after templating)."""
+        args = shlex.split(self.command)
+        return [resolve_executable(args[0]), *args[1:]]
+
+    def execute(self, context: Any) -> None:
+        cwd = os.environ.get("RETRAIN_PROJECT_DIR") or self.cwd
+        argv = self.argv()
+        self.log.info("Running %s in %s", shlex.join(argv), cwd)
+        # Unbuffered child output, so lines reach the task log while the stage runs.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        try:
+            # New session: on_kill/timeout can stop the whole tree (torchrun, dataloader workers).
+            self._process = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, bufsize=1, start_new_session=True,
+            )
+        except OSError as exc:  # missing interpreter or project dir: configuration, not transient
+            raise AirflowFailException(f"cannot start {argv[0]!r} in {cwd!r}: {exc}") from exc
+        try:
+            assert self._process.stdout is not None
+            for line in self._process.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                self.log.info("%s", line)
+            code = self._process.wait()
+        finally:
+            self.on_kill()  # no-op once the child has exited; stops it on timeout/exception
+        self._raise_for_exit_code(code, tail)
+
+    def _raise_for_exit_code(self, code: int, tail: Sequence[str]) -> None:
+        if code == 0:
+            return
+        detail = "\n".join(tail)
+        if code == EXIT_NON_RETRYABLE:
+            raise AirflowFailException(f"{self.task_id} failed, exit code 3 (not retryable):\n{detail}")
+        raise AirflowException(f"{self.task_id} failed, exit code {code} (will retry if retries remain):\n{detail}")
+
+    def on_kill(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        self.log.warning("Stopping stage process group %d", process.pid)
+        with contextlib.suppress(ProcessLookupError):  # it may exit between poll() and here
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

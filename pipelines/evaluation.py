@@ -1,0 +1,154 @@
+"""Full-ranking offline evaluation, baselines and the promotion gate (the blessing)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.metrics import ranking_metrics
+
+# Scores every catalogue item (columns, in catalogue order) for each user's history.
+Scorer = Callable[[list[list[str]]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Users to evaluate: the history the model sees (and that is excluded) and the held-out item."""
+
+    user_ids: list[str]
+    histories: list[list[str]]
+    targets: list[str]
+
+
+def test_set(sequences) -> EvalSet:
+    """Test: history is train + validation item, target the last item."""
+    rows = sequences[sequences["test_item"].notna()]
+    return EvalSet(list(rows["user_id"]), [list(h) + [v] for h, v in zip(rows["train_items"], rows["valid_item"])],
+                   list(rows["test_item"]))
+
+
+def validation_set(sequences) -> EvalSet:
+    """Validation: history is the training items, target the second to last item."""
+    rows = sequences[sequences["valid_item"].notna()]
+    return EvalSet(list(rows["user_id"]), [list(h) for h in rows["train_items"]], list(rows["valid_item"]))
+
+
+def rank_targets(scores: torch.Tensor, histories: list[list[int]], targets: np.ndarray, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pessimistic 0-based rank of each target and the top-k columns, history excluded.
+
+    ``histories`` hold catalogue columns to exclude; the target itself is never excluded.
+    """
+    scores = scores.detach().float().clone()
+    users = torch.arange(scores.shape[0])
+    target_index = torch.as_tensor(targets, dtype=torch.long)
+    target_scores = scores[users, target_index].clone()
+    flat_users = [u for u, cols in enumerate(histories) for _ in cols]
+    flat_cols = [c for cols in histories for c in cols]
+    if flat_cols:
+        scores[torch.tensor(flat_users), torch.tensor(flat_cols)] = -math.inf
+    scores[users, target_index] = target_scores  # restore a target that was also in the history
+    above = (scores > target_scores[:, None]).sum(1)
+    tied_others = (scores == target_scores[:, None]).sum(1) - 1
+    top_k = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
+    return (above + tied_others).numpy(), top_k.numpy()
+
+
+def evaluate_scorer(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str], k: int,
+                    chunk: int = 1024) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of one scorer on one evaluation set; returns (metrics, top-k item columns)."""
+    column = {item: i for i, item in enumerate(catalogue_ids)}
+    ranks, tops = [], []
+    for start in range(0, len(eval_set.targets), chunk):
+        histories = eval_set.histories[start:start + chunk]
+        with torch.no_grad():
+            scores = scorer(histories)
+        excluded = [[column[i] for i in h if i in column] for h in histories]
+        targets = np.array([column[t] for t in eval_set.targets[start:start + chunk]])
+        chunk_ranks, chunk_top = rank_targets(scores, excluded, targets, k)
+        ranks.append(chunk_ranks)
+        tops.append(chunk_top)
+    ranks_all = np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64)
+    top_all = np.concatenate(tops) if tops else np.empty((0, k), dtype=np.int64)
+    return ranking_metrics(ranks_all, top_all, len(catalogue_ids), k), top_all
+
+
+def most_popular_scorer(popularity: np.ndarray) -> Scorer:
+    """MostPop: every user gets the catalogue ranked by training popularity."""
+    base = torch.as_tensor(popularity, dtype=torch.float32)
+    return lambda histories: base.expand(len(histories), -1)
+
+
+def model_scorer(model, catalogue) -> Scorer:
+    """Scores with a SequenceRecommender over a Catalogue (the item table is computed once)."""
+    model.eval()
+    with torch.no_grad():
+        table = catalogue.item_table(catalogue.text_vectors())
+
+    def score(histories: list[list[str]]) -> torch.Tensor:
+        rows = catalogue.rows_for(histories, model.config.max_seq_len)
+        hidden = model.encode_sequences(table, rows)[:, -1]
+        return hidden @ table[1:].T
+
+    return score
+
+
+# -- the gate -------------------------------------------------------------------------------
+BOOTSTRAP_RULE = (
+    "first night (no champion): changes against the champion cannot be judged and are skipped; "
+    "the candidate must pass every absolute floor and every check against MostPop"
+)
+
+
+def _check(metric: str, rule: str, threshold: float, value: float | None, reference: float | None,
+           label: str) -> dict[str, Any]:
+    if value is None:
+        return {"metric": metric, "rule": rule, "threshold": threshold, "passed": False,
+                "reason": f"{metric} was not computed"}
+    if rule == "min_value":
+        passed = value >= threshold
+        reason = f"candidate {metric} {value:.4f} {'>=' if passed else '<'} floor {threshold:.4f}"
+        return {"metric": metric, "rule": rule, "threshold": threshold, "candidate": value,
+                "passed": passed, "reason": reason}
+    delta = value - reference
+    passed = delta >= threshold
+    reason = (f"candidate {metric} {value:.4f} - {label} {reference:.4f} = {delta:+.4f} "
+              f"{'>=' if passed else '<'} required {threshold:+.4f}")
+    return {"metric": metric, "rule": rule, "threshold": threshold, "candidate": value,
+            label: reference, "delta": delta, "passed": passed, "reason": reason}
+
+
+def bless(thresholds: list[dict[str, Any]], candidate: dict[str, float], champion: dict[str, float] | None,
+          mostpop: dict[str, float]) -> dict[str, Any]:
+    """BLESSED only if thresholds are configured and every check passes (TFX Evaluator style)."""
+    if not thresholds:
+        return {"blessed": False, "decision": "NOT_BLESSED", "checks": [],
+                "reason": "no thresholds configured: the gate never blesses without them"}
+    checks: list[dict[str, Any]] = []
+    for spec in thresholds:
+        metric = spec["metric"]
+        unknown = set(spec) - {"metric", "min_value", "min_gain", "min_gain_vs_mostpop"}
+        if unknown:
+            raise ValueError(f"evaluate.thresholds entry for {metric}: unknown keys {sorted(unknown)}")
+        value = candidate.get(metric)
+        if "min_value" in spec:
+            checks.append(_check(metric, "min_value", float(spec["min_value"]), value, None, ""))
+        if "min_gain_vs_mostpop" in spec:
+            checks.append(_check(metric, "min_gain_vs_mostpop", float(spec["min_gain_vs_mostpop"]), value,
+                                 mostpop.get(metric, 0.0), "mostpop"))
+        if "min_gain" in spec:
+            if champion is None:
+                checks.append({"metric": metric, "rule": "min_gain", "threshold": float(spec["min_gain"]),
+                               "passed": True, "skipped": True, "reason": BOOTSTRAP_RULE})
+            else:
+                checks.append(_check(metric, "min_gain", float(spec["min_gain"]), value,
+                                     champion.get(metric, 0.0), "champion"))
+    failed = [c["reason"] for c in checks if not c["passed"]]
+    blessed = not failed
+    return {"blessed": blessed, "decision": "BLESSED" if blessed else "NOT_BLESSED", "checks": checks,
+            "reason": "every threshold passed" if blessed else "; ".join(failed)}

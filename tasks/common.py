@@ -1,0 +1,86 @@
+"""What every stage entry point shares: arguments, params, exit codes, logging."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.io import NonRetryableError
+
+# Exit codes the Airflow operator maps onto retry behaviour.
+EXIT_OK = 0
+EXIT_RETRYABLE = 1
+EXIT_NON_RETRYABLE = 3
+
+ENV_OVERRIDES = {
+    "warehouse_url": "RETRAIN_WAREHOUSE_URL",
+    "registry_url": "RETRAIN_REGISTRY_URL",
+}
+
+log = logging.getLogger("retrain")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Reads params.yaml; connection URLs may come from the environment instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise NonRetryableError(f"params file not found: {path}")
+    with open(path) as handle:
+        params = yaml.safe_load(handle) or {}
+    paths = params.setdefault("paths", {})
+    for key, env_name in ENV_OVERRIDES.items():
+        if os.environ.get(env_name):
+            paths[key] = os.environ[env_name]
+    return params
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise NonRetryableError(f"--logical-date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+def stage_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--logical-date",
+        required=True,
+        help="the night being run, YYYY-MM-DD (Airflow's {{ ds }}; params run.logical_date in DVC)",
+    )
+    return parser
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RETRAIN_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_stage(stage: Callable[[argparse.Namespace, dict[str, Any]], None], parser: argparse.ArgumentParser,
+              argv: Sequence[str] | None = None) -> int:
+    """Runs one stage and turns its outcome into an exit code the orchestrator understands."""
+    configure_logging()
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        stage(args, params)
+    except NonRetryableError as exc:
+        log.error("stage failed (not retryable): %s", exc)
+        return EXIT_NON_RETRYABLE
+    except Exception:  # noqa: BLE001 - anything else may be transient: let the runner retry
+        traceback.print_exc()
+        return EXIT_RETRYABLE
+    return EXIT_OK

@@ -1,0 +1,70 @@
+"""Extract reads the night's window; publish replaces a night's rows instead of duplicating."""
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from pipelines import schema
+from pipelines.extract import data_interval, extract_window, redact_url
+from pipelines.publish import top_k_recommendations, write_recommendations
+from pipelines.evaluation import most_popular_scorer
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    url = f"sqlite:///{tmp_path}/w.db"
+    engine = sa.create_engine(url)
+    schema.create_warehouse_tables(engine)
+    t = dt.datetime(2026, 3, 1)
+    with engine.begin() as conn:
+        conn.execute(schema.users.insert(), [{"user_id": "u1", "attributes": "", "created_at": None}])
+        conn.execute(schema.items.insert(), [
+            {"item_id": "a", "title": "A", "categories": "x", "description": "", "created_at": None},
+            {"item_id": "late", "title": "L", "categories": "x", "description": "", "created_at": t},
+        ])
+        conn.execute(schema.interactions.insert(), [
+            {"event_id": 1, "user_id": "u1", "item_id": "a", "event_type": "view", "rating": None,
+             "ts": t - dt.timedelta(days=3)},
+            {"event_id": 2, "user_id": "u1", "item_id": "a", "event_type": "like", "rating": None,
+             "ts": t - dt.timedelta(hours=1)},
+            {"event_id": 3, "user_id": "u1", "item_id": "late", "event_type": "view", "rating": None, "ts": t},
+        ])
+    engine.dispose()
+    return url
+
+
+def test_data_interval_is_the_day_before_the_logical_date():
+    assert data_interval(dt.date(2026, 3, 2), 1) == (dt.datetime(2026, 3, 1), dt.datetime(2026, 3, 2))
+    with pytest.raises(ValueError, match="interval_days"):
+        data_interval(dt.date(2026, 3, 2), 0)
+
+
+def test_extract_reads_only_what_is_known_before_the_interval_end(warehouse, tmp_path):
+    out = tmp_path / "extract"
+    out.mkdir()
+    fields = extract_window(warehouse, out, dt.date(2026, 3, 1), interval_days=1, window_days=0)
+    events = pq.read_table(out / "interactions.parquet").to_pandas()
+    assert list(events["event_id"]) == [1, 2]
+    assert list(pq.read_table(out / "items.parquet").to_pandas()["item_id"]) == ["a"]
+    assert fields["rows"] == {"interactions": 2, "items": 1, "users": 1}
+    windowed = extract_window(warehouse, out, dt.date(2026, 3, 1), interval_days=1, window_days=2)
+    assert windowed["rows"]["interactions"] == 1
+
+
+def test_redacted_url_hides_the_password():
+    assert "s3cret" not in redact_url("postgresql://user:s3cret@db:5432/wh")
+
+
+def test_publish_rerun_replaces_the_night(tmp_path):
+    url = f"sqlite:///{tmp_path}/w.db"
+    scorer = most_popular_scorer([3.0, 2.0, 1.0])
+    recs = top_k_recommendations(scorer, ["u1", "u2"], [["a"], []], ["a", "b", "c"], k=2)
+    assert recs[recs.user_id == "u1"]["item_id"].tolist() == ["b", "c"]  # history excluded
+    for _ in range(2):
+        assert write_recommendations(url, "2026-03-01", 1, recs) == 4
+    write_recommendations(url, "2026-03-02", 2, recs)
+    stored = pd.read_sql("SELECT run_date, count(*) AS n FROM recommendations GROUP BY run_date", url)
+    assert stored.set_index("run_date")["n"].to_dict() == {"2026-03-01": 4, "2026-03-02": 4}

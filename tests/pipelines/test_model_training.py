@@ -1,0 +1,103 @@
+"""The recommender trains for real: LoRA adapters move, the base model does not, artifacts reload."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipelines.evaluation import evaluate_scorer, model_scorer, most_popular_scorer, validation_set
+from pipelines.model import Catalogue, RecommenderConfig, SequenceRecommender, load_model, save_model
+from pipelines.profiles import split_sequences
+from pipelines.training import train
+from tests.conftest import PROJECT_ROOT
+
+N_ITEMS = 40
+
+
+def chain_sequences(n_users: int = 60) -> pd.DataFrame:
+    """Users walk a fixed cycle of items (i -> i + 1): a pattern popularity cannot capture."""
+    rows, event_id = [], 0
+    for user in range(n_users):
+        start = (user * 7) % N_ITEMS
+        for step in range(8):
+            event_id += 1
+            rows.append((event_id, f"u{user}", f"i{(start + step) % N_ITEMS}", "view", None,
+                         pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=step)))
+    return pd.DataFrame(rows, columns=["event_id", "user_id", "item_id", "event_type", "rating", "ts"])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    params.update(epochs=6, batch_size=16, text_refresh_steps=5, max_seq_len=10, learning_rate=0.005)
+    item_ids = [f"i{i}" for i in range(N_ITEMS)]
+    texts = [f"Item number {i} in the cycle" for i in range(N_ITEMS)]
+    sequences = split_sequences(chain_sequences(), 3)
+    torch.manual_seed(0)
+    model = SequenceRecommender(RecommenderConfig.from_params(params, item_ids))
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    catalogue = Catalogue(model, item_ids, texts)
+    result = train(model, catalogue, list(sequences["train_items"]), validation_set(sequences), params)
+    return model, catalogue, sequences, initial, result
+
+
+def test_only_lora_and_head_are_trainable(trained):
+    model, *_ = trained
+    lm_trainable = [n for n, p in model.text.named_parameters() if p.requires_grad]
+    assert lm_trainable and all("lora_" in n for n in lm_trainable)
+
+
+def test_training_moves_adapters_and_keeps_base_frozen(trained):
+    model, _, _, initial, result = trained
+    params = dict(model.named_parameters())
+    lora_b = [n for n in params if "lora_B" in n]
+    assert any(not torch.equal(params[n], initial[n]) for n in lora_b)  # B starts at zero
+    frozen = [n for n, p in params.items() if not p.requires_grad]
+    assert frozen and all(torch.equal(params[n], initial[n]) for n in frozen)
+    assert result.curve[-1]["loss"] < result.curve[0]["loss"]
+
+
+def test_learns_the_sequence_far_better_than_popularity(trained):
+    model, catalogue, sequences, _, _ = trained
+    valid = validation_set(sequences)
+    ours, _ = evaluate_scorer(model_scorer(model, catalogue), valid, catalogue.item_ids, 10)
+    popularity = torch.ones(N_ITEMS).numpy()
+    baseline, _ = evaluate_scorer(most_popular_scorer(popularity), valid, catalogue.item_ids, 10)
+    assert ours["hr@10"] > 0.6 > baseline["hr@10"] + 0.3
+
+
+def test_saved_artifacts_reload_identically(trained, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    from pipelines.model import resolve_base_model
+
+    model, catalogue, sequences, _, _ = trained
+    save_model(model, tmp_path, card={"base model": "auto"})
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt"))
+    reloaded = load_model(tmp_path)
+    valid = validation_set(sequences)
+    before, _ = evaluate_scorer(model_scorer(model, catalogue), valid, catalogue.item_ids, 10)
+    after, _ = evaluate_scorer(model_scorer(reloaded, Catalogue(reloaded, catalogue.item_ids,
+                                                                 [f"Item number {i} in the cycle" for i in range(N_ITEMS)])),
+                               valid, catalogue.item_ids, 10)
+    assert after == before
+    plain = PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_base_model("auto")), tmp_path / "adapter")
+    ours = {n: p for n, p in model.text.lm.named_parameters() if "lora_" in n}
+    theirs = {n: p for n, p in plain.named_parameters() if "lora_" in n}
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[n], theirs[n]) for n in ours)
+
+
+def test_unknown_items_get_a_text_vector_but_no_id_vector(trained):
+    model, *_ = trained
+    assert model.ids_for(["i0", "brand-new"]).tolist() == [1, 0]
+
+
+def test_base_model_must_be_a_local_directory(tmp_path):
+    from pipelines.model import resolve_base_model
+
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        resolve_base_model(str(tmp_path / "sentence-transformers/all-MiniLM-L6-v2"))
