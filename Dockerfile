@@ -14,12 +14,12 @@ USER airflow
 WORKDIR /opt/retrain
 
 # Dependencies first (cached layer). torch comes from the PyTorch index for the chosen variant,
-# so its pins (and CUDA's nvidia-* / triton wheels) are dropped from the lock here; Airflow stays
-# pinned to the base image's version so the lock cannot move it.
+# so its pins (and CUDA's nvidia-* / triton wheels) are dropped from the lock here, as is the
+# project itself (installed below); Airflow stays pinned to the base image's version.
 COPY --chown=airflow:0 requirements.lock ./
 RUN pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
         "torch==${TORCH_VERSION}" \
-    && grep -vE '^(torch|triton|nvidia-[a-z0-9-]+)([=<>~!; @]|$)' requirements.lock > /tmp/requirements.txt \
+    && grep -viE '^(-e |(torch|triton|nvidia-[a-z0-9-]+|nightly-retrain)([=<>~!; @]|$))' requirements.lock > /tmp/requirements.txt \
     && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/requirements.txt
 
 # The project itself, editable: docker-compose mounts the working tree over /opt/retrain, and

@@ -8,11 +8,11 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 |---|---|
 | extract | warehouse tables -> Parquet + manifest |
 | validate | Great Expectations suite; **stops the run** on bad data |
-| profiles | splits, user sequences, text profiles, interest groups |
+| profiles | leave-last-out split, user sequences, user and item texts |
 | finetune | LoRA fine-tuning (queue `gpu`) |
 | evaluate | candidate vs champion and baselines -> BLESSED / NOT_BLESSED with reasons |
 | promote | **the gate**: registers the candidate as champion only if blessed |
-| publish | top-K recommendations per user and group -> warehouse |
+| publish | the champion's top-K recommendations per user -> warehouse |
 
 Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
 the same command as `dvc.yaml`, so `dvc repro` reproduces any night.

@@ -77,6 +77,7 @@ class TextTower(nn.Module):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # the base checkpoint's unused pooler is expected, not news
+        hf_logging.disable_progress_bar()  # a bar per load is noise in task logs
 
         base_path = resolve_base_model(config.base_model)
         self.tokenizer = AutoTokenizer.from_pretrained(base_path)

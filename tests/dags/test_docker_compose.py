@@ -101,6 +101,9 @@ def test_dockerfile_builds_on_the_pinned_airflow_image():
     assert args["AIRFLOW_VERSION"] == importlib.metadata.version("apache-airflow")
     assert args["PYTHON_VERSION"] == "3.11" and args["TORCH_VARIANT"] == "cpu"
     assert "requirements.lock" in text and "pip install --no-cache-dir --no-deps -e ." in text
+    # The image installs torch from the PyTorch index at this version, so it must match the lock.
+    lock = (PROJECT_ROOT / "requirements.lock").read_text()
+    assert re.search(rf"^torch=={re.escape(args['TORCH_VERSION'])}(\+\w+)?$", lock, flags=re.M)
 
 
 def compose_binary() -> list[str] | None:

@@ -7,28 +7,9 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipelines.registry import Registry
-from pipelines.synthetic import generate_warehouse
-from tests.conftest import PROJECT_ROOT
-
-STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
-NIGHTS = ("2026-02-08", "2026-02-09")
-
-
-def tiny_params(tmp_path) -> dict:
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    paths = params["paths"]
-    for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
-                "artifact_store"):
-        paths[key] = str(tmp_path / paths[key])
-    paths["warehouse_url"] = f"sqlite:///{tmp_path}/warehouse.db"
-    paths["registry_url"] = f"sqlite:///{tmp_path}/registry.db"
-    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
-    params["validate"]["min_rows"] = 200
-    params["finetune"].update(epochs=2, batch_size=32, text_refresh_steps=10)
-    return params
+from tests.e2e.helpers import NIGHTS, STAGES, tiny_project
 
 
 def run_stage(stage: str, params_file, night: str) -> int:
@@ -38,10 +19,7 @@ def run_stage(stage: str, params_file, night: str) -> int:
 @pytest.mark.slow
 def test_two_nights_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    params = tiny_params(tmp_path)
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    generate_warehouse(params["paths"]["warehouse_url"], **params["demo_data"])
+    params, params_file = tiny_project(tmp_path)
 
     for night in NIGHTS:
         for stage in STAGES:
@@ -71,3 +49,17 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     before = len(recs)
     assert run_stage("publish", params_file, NIGHTS[1]) == 0
     assert len(pd.read_sql("SELECT * FROM recommendations", params["paths"]["warehouse_url"])) == before
+
+
+@pytest.mark.slow
+def test_rerunning_a_night_reproduces_the_same_artifact(tmp_path, monkeypatch):
+    """Training is deterministic on CPU: a rerun registers nothing new and publishes no duplicates."""
+    monkeypatch.chdir(tmp_path)
+    params, params_file = tiny_project(tmp_path)
+    for _ in range(2):
+        for stage in STAGES:
+            assert run_stage(stage, params_file, NIGHTS[0]) == 0, stage
+    with Registry(params["paths"]["registry_url"], tmp_path / "state/artifacts") as registry:
+        assert [v.version for v in registry.list_versions()] == [1]
+    recs = pd.read_sql("SELECT * FROM recommendations", params["paths"]["warehouse_url"])
+    assert not recs.duplicated(["run_date", "user_id", "rank"]).any()

@@ -1,0 +1,31 @@
+"""A tiny embedded default: params pointing every path into a temp dir, and a small warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pipelines.synthetic import generate_warehouse
+from tests.conftest import PROJECT_ROOT
+
+STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
+NIGHTS = ("2026-02-08", "2026-02-09")
+
+
+def tiny_project(tmp_path: Path) -> tuple[dict, Path]:
+    """Writes params.yaml and a small synthetic warehouse under tmp_path; returns (params, file)."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    paths = params["paths"]
+    for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
+                "artifact_store"):
+        paths[key] = str(tmp_path / paths[key])
+    paths["warehouse_url"] = f"sqlite:///{tmp_path}/warehouse.db"
+    paths["registry_url"] = f"sqlite:///{tmp_path}/registry.db"
+    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
+    params["validate"]["min_rows"] = 200
+    params["finetune"].update(epochs=2, batch_size=32, text_refresh_steps=10)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    generate_warehouse(paths["warehouse_url"], **params["demo_data"])
+    return params, params_file
