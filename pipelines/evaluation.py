@@ -80,7 +80,7 @@ def evaluate_scorer(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str],
 
 def most_popular_scorer(popularity: np.ndarray) -> Scorer:
     """MostPop: every user gets the catalogue ranked by training popularity."""
-    base = torch.as_tensor(popularity, dtype=torch.float32)
+    base = torch.tensor(np.asarray(popularity), dtype=torch.float32)
     return lambda histories: base.expand(len(histories), -1)
 
 
@@ -91,9 +91,9 @@ def model_scorer(model, catalogue) -> Scorer:
         table = catalogue.item_table(catalogue.text_vectors())
 
     def score(histories: list[list[str]]) -> torch.Tensor:
-        rows = catalogue.rows_for(histories, model.config.max_seq_len)
+        rows = catalogue.rows_for(histories, model.config.max_seq_len).to(table.device)
         hidden = model.encode_sequences(table, rows)[:, -1]
-        return hidden @ table[1:].T
+        return (hidden @ table[1:].T).float().cpu()
 
     return score
 

@@ -113,7 +113,9 @@ class TextTower(nn.Module):
             out = self.bert(input_ids=input_ids[start:start + chunk],
                             attention_mask=attention_mask[start:start + chunk], output_hidden_states=True)
             states.append(out.hidden_states[self.first_adapted_layer])
-        return torch.cat(states) if states else torch.empty(0, self.max_tokens, self.output_dim)
+        if not states:
+            return torch.empty(0, self.max_tokens, self.output_dim, device=input_ids.device)
+        return torch.cat(states)
 
     def upper(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Runs the adapted layers on cached states and mean-pools over real tokens."""
@@ -185,6 +187,63 @@ class SequenceRecommender(nn.Module):
         return (~allowed).repeat_interleave(self.config.num_heads, dim=0)
 
 
+ARCHITECTURE_FIELDS = ("base_model", "max_text_tokens", "lora_rank", "lora_alpha", "lora_target_modules",
+                       "lora_layers", "hidden_dim", "num_layers", "num_heads", "max_seq_len")
+
+
+def extend_item_ids(previous: list[str], current: list[str]) -> list[str]:
+    """The append-only ID map: known items keep their row, items new tonight are appended (sorted).
+
+    Items that left the catalogue keep their row too, so no old row is ever renumbered.
+    """
+    known = set(previous)
+    return list(previous) + sorted({item for item in current if item not in known})
+
+
+def read_config(model_dir: Path) -> RecommenderConfig:
+    with open(Path(model_dir) / CONFIG_FILE) as handle:
+        return RecommenderConfig(**json.load(handle))
+
+
+def warm_start_model(champion_dir: Path, config: RecommenderConfig) -> SequenceRecommender | None:
+    """A model that starts from the champion's adapter and weights, or None if they do not fit.
+
+    The champion's ID rows are copied unchanged; rows for items new tonight start fresh.
+    """
+    from safetensors.torch import load_file
+
+    champion_dir = Path(champion_dir)
+    previous = read_config(champion_dir)
+    changed = [f for f in ARCHITECTURE_FIELDS if getattr(previous, f) != getattr(config, f)]
+    if changed:
+        log.warning("cold start: the champion's architecture differs in %s", ", ".join(changed))
+        return None
+    warm_config = RecommenderConfig(**{**asdict(config), "item_ids": extend_item_ids(previous.item_ids, config.item_ids)})
+    model = SequenceRecommender(warm_config, adapter_dir=champion_dir / ADAPTER_DIR)
+    head = load_file(champion_dir / WEIGHTS_FILE)
+    old_ids = head.pop("id_embedding.weight")
+    with torch.no_grad():
+        model.id_embedding.weight[: len(old_ids)] = old_ids
+    missing, unexpected = model.load_state_dict(head, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("text.") and k != "id_embedding.weight"]:
+        raise ValueError(f"{champion_dir / WEIGHTS_FILE} does not fit the model: {missing} {unexpected}")
+    log.info("warm start from %s: %d known items, %d new", champion_dir, len(previous.item_ids),
+             len(warm_config.item_ids) - len(previous.item_ids))
+    return model
+
+
+def export_merged(model: SequenceRecommender, out_dir: Path) -> None:
+    """The base model with the LoRA weights merged in, as a plain Hugging Face directory.
+
+    Merges a copy, so ``model`` keeps its adapters.
+    """
+    import copy
+
+    merged = copy.deepcopy(model.text.lm).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    model.text.tokenizer.save_pretrained(out_dir)
+
+
 def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] | None = None,
                item_table: torch.Tensor | None = None) -> None:
     """Adapter via ``save_pretrained`` (safetensors), the rest as safetensors + JSON. No pickles."""
@@ -207,9 +266,7 @@ def load_model(model_dir: Path) -> SequenceRecommender:
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
-    with open(model_dir / CONFIG_FILE) as handle:
-        config = RecommenderConfig(**json.load(handle))
-    model = SequenceRecommender(config, adapter_dir=model_dir / ADAPTER_DIR)
+    model = SequenceRecommender(read_config(model_dir), adapter_dir=model_dir / ADAPTER_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)
     missing = [k for k in missing if not k.startswith("text.")]
     if missing or unexpected:
@@ -238,8 +295,10 @@ class Catalogue:
         self.model = model
         self.item_ids = list(item_ids)
         self.row = {item: i + 1 for i, item in enumerate(self.item_ids)}
-        self.id_rows = model.ids_for(self.item_ids)
-        self.input_ids, self.attention_mask = model.text.tokenize(list(texts))
+        device = next(model.parameters()).device
+        self.id_rows = model.ids_for(self.item_ids).to(device)
+        input_ids, attention_mask = model.text.tokenize(list(texts))
+        self.input_ids, self.attention_mask = input_ids.to(device), attention_mask.to(device)
         was_training = model.training
         model.eval()  # frozen states must not see dropout
         self.states = model.text.frozen_states(self.input_ids, self.attention_mask)
@@ -250,7 +309,7 @@ class Catalogue:
 
     def text_vectors(self, rows: torch.Tensor | None = None, chunk: int = 512) -> torch.Tensor:
         """Pooled text vectors of catalogue rows (1-based), all items when ``rows`` is None."""
-        index = torch.arange(len(self)) if rows is None else rows - 1
+        index = torch.arange(len(self), device=self.states.device) if rows is None else rows.to(self.states.device) - 1
         parts = [self.model.text.upper(self.states[index[s:s + chunk]], self.attention_mask[index[s:s + chunk]])
                  for s in range(0, len(index), chunk)]
         return torch.cat(parts) if parts else torch.empty(0, self.model.text.output_dim)

@@ -3,22 +3,32 @@
 Every position of a user's training sequence predicts the next item (SASRec-style). Gradients
 reach the LoRA adapters through the text vectors of a sample of the batch's target items; the
 other items use cached text vectors, refreshed every ``text_refresh_steps`` steps.
+
+The loop runs on CUDA (bf16 autocast, TF32) when there is a GPU and on the CPU (float32,
+deterministic kernels) otherwise; under ``torchrun`` every process trains on its share of each
+epoch with DistributedDataParallel. It checkpoints every ``checkpoint_every_steps`` steps and
+resumes from the last checkpoint after a crash.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
+import os
 import random
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
+from pipelines.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, trainable_state
 from pipelines.evaluation import EvalSet, evaluate_scorer, model_scorer
 from pipelines.model import Catalogue, SequenceRecommender
 
@@ -34,6 +44,26 @@ class TrainResult:
     samples: int = 0
     seconds: float = 0.0
     stopped_by: str = "epochs"
+    resumed_at_step: int = 0
+    device: str = "cpu"
+    world_size: int = 1
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains, and its place among the processes of a distributed run."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -42,7 +72,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    if not torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True)
+
+
+def setup_runtime(requested: str = "auto") -> Runtime:
+    """The device (``auto``: CUDA if present, else CPU) and, under torchrun, the process group."""
+    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return Runtime(torch.device("cuda", local_rank), rank, world_size)
+    return Runtime(torch.device("cpu"), rank, world_size)
 
 
 def training_examples(histories: list[list[str]], catalogue: Catalogue, max_len: int) -> torch.Tensor:
@@ -54,23 +101,29 @@ def training_examples(histories: list[list[str]], catalogue: Catalogue, max_len:
 def _text_sample(targets: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
     rows = torch.unique(targets[targets > 0])
     if len(rows) > limit:
-        rows = rows[torch.randperm(len(rows), generator=generator)[:limit]]
+        rows = rows[torch.randperm(len(rows), generator=generator)[:limit].to(rows.device)]
     return rows
 
 
-def train_step(model: SequenceRecommender, catalogue: Catalogue, batch: torch.Tensor, cached_text: torch.Tensor,
-               text_items: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss of one batch; returns (loss, sampled rows, their fresh text vectors)."""
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    sampled = _text_sample(targets, text_items, generator)
-    fresh = catalogue.text_vectors(sampled)
-    text = cached_text.index_copy(0, sampled - 1, fresh)
-    table = catalogue.item_table(text)
-    hidden = model.encode_sequences(table, inputs)
-    logits = hidden @ table[1:].T  # (B, L, N): column c is catalogue row c + 1
-    mask = targets > 0
-    loss = F.cross_entropy(logits[mask], targets[mask] - 1)
-    return loss, sampled, fresh.detach()
+class NextItemObjective(nn.Module):
+    """The training forward pass as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SequenceRecommender, catalogue: Catalogue) -> None:
+        super().__init__()
+        self.model = model
+        self.catalogue = catalogue
+
+    def forward(self, batch: torch.Tensor, cached_text: torch.Tensor, sampled: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the next item at every real position; returns (loss, fresh text)."""
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        fresh = self.catalogue.text_vectors(sampled)
+        text = cached_text.index_copy(0, sampled - 1, fresh.to(cached_text.dtype))
+        table = self.catalogue.item_table(text)
+        hidden = self.model.encode_sequences(table, inputs)
+        mask = targets > 0
+        logits = hidden[mask] @ table[1:].T  # column c is catalogue row c + 1
+        return F.cross_entropy(logits.float(), targets[mask] - 1), fresh.detach()
 
 
 def validate(model: SequenceRecommender, catalogue: Catalogue, valid: EvalSet, k: int) -> float:
@@ -80,84 +133,212 @@ def validate(model: SequenceRecommender, catalogue: Catalogue, valid: EvalSet, k
 
 
 class Progress:
-    """Plain log lines (they read well in Airflow logs) with loss, throughput and ETA."""
+    """A progress bar on a terminal; plain log lines (they read well in Airflow) elsewhere."""
 
-    def __init__(self, total_steps: int, every_seconds: float = 10.0) -> None:
-        self.total, self.every, self.started, self.last = total_steps, every_seconds, time.monotonic(), 0.0
+    def __init__(self, total_steps: int, done: int, every_seconds: float = 10.0, enabled: bool = True) -> None:
+        self.total, self.every, self.enabled = total_steps, every_seconds, enabled
+        self.started, self.last, self.start_step = time.monotonic(), 0.0, done
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=done, unit="step", dynamic_ncols=True)
 
     def update(self, step: int, epoch: int, loss: float, samples: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        rate = samples / max(elapsed, 1e-9)
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=True)
+            return
         now = time.monotonic()
         if not force and now - self.last < self.every:
             return
         self.last = now
-        elapsed = now - self.started
-        eta = elapsed / max(step, 1) * max(self.total - step, 0)
+        eta = elapsed / max(step - self.start_step, 1) * max(self.total - step, 0)
         log.info("step %d/%d epoch %d loss %.4f | %.1f samples/s | elapsed %.0fs eta %.0fs",
-                 step, self.total, epoch, loss, samples / max(elapsed, 1e-9), elapsed, eta)
+                 step, self.total, epoch, loss, rate, elapsed, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class LoopState:
+    """The loop's counters; saved in every checkpoint."""
+
+    epoch: int = 1
+    batch_in_epoch: int = 0
+    steps: int = 0
+    samples: int = 0
+    elapsed_s: float = 0.0
+    epoch_losses: list[float] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_valid_ndcg: float = 0.0
+    best_epoch: int = 0
+    stopped_by: str = ""  # set once the run has finished: a resumed finished run trains no further
+    fingerprint: str = ""
+
+
+class Trainer:
+    """Trains a SequenceRecommender in place and leaves it with its best validation weights."""
+
+    def __init__(self, model: SequenceRecommender, catalogue: Catalogue, params: dict[str, Any],
+                 runtime: Runtime, checkpoint_dir: Path | None = None, fingerprint: str = "") -> None:
+        self.model, self.catalogue, self.params, self.runtime = model, catalogue, params, runtime
+        self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
+        self.objective: nn.Module = NextItemObjective(model, catalogue)
+        if runtime.world_size > 1:
+            self.objective = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
+        head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
+        self.optimizer = torch.optim.AdamW([
+            {"params": head, "lr": float(params["learning_rate"])},
+            {"params": lm, "lr": float(params["lm_learning_rate"])},
+        ], weight_decay=float(params["weight_decay"]))
+        self.generator = torch.Generator().manual_seed(int(params["seed"]))
+        self.state = LoopState(fingerprint=fingerprint)
+        self.best = trainable_state(model)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.cached_text = torch.empty(0)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.checkpoint_dir is None or not self.runtime.is_main:
+            return
+        save_checkpoint(self.checkpoint_dir, model=self.model, best=self.best, optimizer=self.optimizer,
+                        tensors={"order": self.order, "cached_text": self.cached_text.float(),
+                                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
+                        state=asdict(self.state))
+
+    def restore(self) -> bool:
+        found = load_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if found is None or found["state"].get("fingerprint") != self.fingerprint:
+            return False
+        self.model.load_state_dict(found["model"], strict=False)
+        self.best = found["best"]
+        restore_optimizer(self.optimizer, found["optimizer"])
+        tensors = found["tensors"]
+        self.order = tensors["order"]
+        self.cached_text = tensors["cached_text"].to(self.runtime.device)
+        self.generator.set_state(tensors["generator"])
+        torch.set_rng_state(tensors["torch_rng"])
+        self.state = LoopState(**found["state"])
+        log.info("resumed from the checkpoint at step %d (epoch %d, batch %d)", self.state.steps,
+                 self.state.epoch, self.state.batch_in_epoch)
+        return True
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's share of the epoch; every process gets the same number of examples."""
+        per_rank = len(order) // self.runtime.world_size
+        return order[self.runtime.rank * per_rank:(self.runtime.rank + 1) * per_rank]
+
+    def _refresh_text(self) -> None:
+        with torch.no_grad(), self.runtime.autocast:
+            self.cached_text = self.catalogue.text_vectors().float()
+
+    def _step(self, batch: torch.Tensor, accumulate: int, micro: int) -> float:
+        sampled = _text_sample(batch[:, 1:], int(self.params["text_items_per_step"]), self.generator)
+        with self.runtime.autocast:
+            loss, fresh = self.objective(batch, self.cached_text, sampled)
+        (loss / accumulate).backward()
+        self.cached_text[sampled - 1] = fresh.float()
+        if (micro + 1) % accumulate == 0:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def fit(self, examples: torch.Tensor, valid: EvalSet, k: int = 10) -> TrainResult:
+        resumed = self.restore()
+        if not resumed:
+            self._refresh_text()
+        params, runtime, state = self.params, self.runtime, self.state
+        batch_size, epochs = int(params["batch_size"]), int(params["epochs"])
+        accumulate = max(1, int(params.get("grad_accumulation_steps") or 1))
+        micro_per_epoch = math.ceil(len(self._shard(torch.arange(len(examples)))) / batch_size)
+        max_steps = int(params.get("max_steps") or 0) or micro_per_epoch * epochs
+        budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
+        every = int(params.get("checkpoint_every_steps") or 0)
+        progress = Progress(max_steps, state.steps, enabled=runtime.is_main)
+        started = time.monotonic() - state.elapsed_s
+        result = TrainResult(resumed_at_step=state.steps if resumed else 0, device=str(runtime.device),
+                             world_size=runtime.world_size)
+        self.model.train()
+        while state.epoch <= epochs and not state.stopped_by:
+            if state.batch_in_epoch == 0:
+                self.order = self._shard(torch.randperm(len(examples), generator=self.generator))
+                state.epoch_losses = []
+            for micro in range(state.batch_in_epoch, micro_per_epoch):
+                batch = examples[self.order[micro * batch_size:(micro + 1) * batch_size]].to(runtime.device)
+                state.epoch_losses.append(self._step(batch, accumulate, micro))
+                state.steps += 1
+                state.samples += len(batch) * runtime.world_size
+                state.batch_in_epoch = micro + 1
+                state.elapsed_s = time.monotonic() - started
+                if state.steps % int(params["text_refresh_steps"]) == 0:
+                    self._refresh_text()
+                progress.update(state.steps, state.epoch, state.epoch_losses[-1], state.samples)
+                if every and state.steps % every == 0:
+                    self.save()
+                if state.steps >= max_steps or state.elapsed_s > budget_s:
+                    break
+            self._end_epoch(valid, k, max_steps, budget_s, started, epochs)
+            progress.update(state.steps, state.epoch - 1, state.curve[-1]["loss"], state.samples, force=True)
+        progress.close()
+        self.model.load_state_dict(self.best, strict=False)
+        self.model.eval()
+        result.curve, result.best_valid_ndcg, result.best_epoch = state.curve, state.best_valid_ndcg, state.best_epoch
+        result.steps, result.samples = state.steps, state.samples
+        result.seconds, result.stopped_by = time.monotonic() - started, state.stopped_by or "epochs"
+        return result
+
+    def _end_epoch(self, valid: EvalSet, k: int, max_steps: int, budget_s: float, started: float,
+                   epochs: int) -> None:
+        """Validation, early stopping and the epoch's checkpoint (which records a stop)."""
+        state = self.state
+        if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
+            self.optimizer.step()  # a partial accumulation at the epoch's end still counts
+            self.optimizer.zero_grad(set_to_none=True)
+        with self.runtime.autocast:
+            ndcg = validate(self.model, self.catalogue, valid, k)
+        loss = float(np.mean(state.epoch_losses)) if state.epoch_losses else float("nan")
+        state.curve.append({"step": state.steps, "epoch": state.epoch, "loss": loss, "valid_ndcg": ndcg,
+                            "seconds": round(time.monotonic() - started, 2)})
+        if self.runtime.is_main:
+            log.info("epoch %d: mean loss %.4f, validation NDCG@%d %.4f", state.epoch, loss, k, ndcg)
+        if ndcg > state.best_valid_ndcg or state.best_epoch == 0:
+            state.best_valid_ndcg, state.best_epoch = ndcg, state.epoch
+            self.best = trainable_state(self.model)
+        state.elapsed_s = time.monotonic() - started
+        if state.epoch - state.best_epoch >= int(self.params.get("patience", 3)):
+            state.stopped_by = "early stopping"
+        elif state.epoch >= epochs:
+            state.stopped_by = "epochs"
+        elif state.steps >= max_steps:
+            state.stopped_by = "max_steps"
+        elif state.elapsed_s > budget_s:
+            state.stopped_by = "budget"
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        self.save()
 
 
 def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: list[list[str]], valid: EvalSet,
-          params: dict[str, Any], k: int = 10) -> TrainResult:
+          params: dict[str, Any], k: int = 10, runtime: Runtime | None = None,
+          checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
     """Trains in place, keeps the weights of the best validation epoch, and returns the curve."""
     seed_everything(int(params["seed"]))
-    generator = torch.Generator().manual_seed(int(params["seed"]))
+    runtime = runtime or Runtime(torch.device("cpu"))
     examples = training_examples(train_histories, catalogue, model.config.max_seq_len)
     if len(examples) == 0:
         raise ValueError("no user has two or more training interactions: nothing to train on")
-    batch_size, epochs = int(params["batch_size"]), int(params["epochs"])
-    steps_per_epoch = math.ceil(len(examples) / batch_size)
-    max_steps = int(params.get("max_steps") or 0) or steps_per_epoch * epochs
-    budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
-    lm_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
-    optimizer = torch.optim.AdamW([
-        {"params": head_params, "lr": float(params["learning_rate"])},
-        {"params": lm_params, "lr": float(params["lm_learning_rate"])},
-    ], weight_decay=float(params["weight_decay"]))
-    result, progress = TrainResult(), Progress(max_steps)
-    best_state, started = copy.deepcopy(model.state_dict()), time.monotonic()
-    with torch.no_grad():
-        cached_text = catalogue.text_vectors()
-    model.train()
-    log.info("training on %d sequences, %d items, %d steps max", len(examples), len(catalogue), max_steps)
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(examples), generator=generator)
-        losses = []
-        for start in range(0, len(examples), batch_size):
-            batch = examples[order[start:start + batch_size]]
-            loss, sampled, fresh = train_step(model, catalogue, batch, cached_text,
-                                              int(params["text_items_per_step"]), generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            cached_text[sampled - 1] = fresh
-            result.steps += 1
-            result.samples += len(batch)
-            losses.append(loss.item())
-            if result.steps % int(params["text_refresh_steps"]) == 0:
-                with torch.no_grad():
-                    cached_text = catalogue.text_vectors()
-            progress.update(result.steps, epoch, losses[-1], result.samples)
-            if result.steps >= max_steps or time.monotonic() - started > budget_s:
-                break
-        ndcg = validate(model, catalogue, valid, k)
-        result.curve.append({"step": result.steps, "epoch": epoch, "loss": float(np.mean(losses)),
-                             "valid_ndcg": ndcg, "seconds": round(time.monotonic() - started, 2)})
-        progress.update(result.steps, epoch, float(np.mean(losses)), result.samples, force=True)
-        log.info("epoch %d: mean loss %.4f, validation NDCG@%d %.4f", epoch, np.mean(losses), k, ndcg)
-        if ndcg > result.best_valid_ndcg or epoch == 1:
-            result.best_valid_ndcg, result.best_epoch = ndcg, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - result.best_epoch >= int(params.get("patience", 3)):
-            result.stopped_by = "early stopping"
-            break
-        if result.steps >= max_steps:
-            result.stopped_by = "max_steps"
-            break
-        if time.monotonic() - started > budget_s:
-            result.stopped_by = "budget"
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.monotonic() - started
-    return result
+    if runtime.is_main:
+        log.info("training on %d sequences, %d items, device %s, %d process(es)", len(examples), len(catalogue),
+                 runtime.device, runtime.world_size)
+    trainer = Trainer(model, catalogue, params, runtime, checkpoint_dir, fingerprint)
+    return trainer.fit(examples, valid, k)

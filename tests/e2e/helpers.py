@@ -18,7 +18,7 @@ def tiny_project(tmp_path: Path) -> tuple[dict, Path]:
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     paths = params["paths"]
     for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
-                "artifact_store"):
+                "artifact_store", "checkpoints"):
         paths[key] = str(tmp_path / paths[key])
     paths["warehouse_url"] = f"sqlite:///{tmp_path}/warehouse.db"
     paths["registry_url"] = f"sqlite:///{tmp_path}/registry.db"
