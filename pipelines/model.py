@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ ADAPTER_DIR = "adapter"
 WEIGHTS_FILE = "recommender.safetensors"
 CONFIG_FILE = "recommender_config.json"
 ITEM_INDEX_FILE = "item_embeddings.safetensors"
+MODEL_FORMAT_VERSION = 2
 
 
 def resolve_base_model(name: str) -> Path:
@@ -59,11 +61,14 @@ class RecommenderConfig:
     num_layers: int = 2
     num_heads: int = 2
     dropout: float = 0.2
+    attention_dropout: float = 0.0  # dropout on attention weights leaves the fused kernels: slow
     max_seq_len: int = 50
+    # Bumped whenever the saved weights' layout changes; older artifacts then cold-start.
+    format_version: int = MODEL_FORMAT_VERSION
 
     @classmethod
     def from_params(cls, params: dict[str, Any], item_ids: list[str]) -> RecommenderConfig:
-        known = {f for f in cls.__dataclass_fields__ if f != "item_ids"}
+        known = {f for f in cls.__dataclass_fields__ if f not in ("item_ids", "format_version")}
         return cls(item_ids=list(item_ids), **{k: v for k, v in params.items() if k in known})
 
 
@@ -131,6 +136,30 @@ class TextTower(nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+class CausalBlock(nn.Module):
+    """A pre-norm transformer block with causal self-attention (fused kernels) and a GELU MLP."""
+
+    def __init__(self, d: int, heads: int, dropout: float, attention_dropout: float) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"finetune.hidden_dim {d} is not divisible by finetune.num_heads {heads}")
+        self.heads, self.attention_dropout = heads, attention_dropout
+        self.attn_norm, self.mlp_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+        self.residual_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, d = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.heads, d // self.heads).unbind(2)
+        attended = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        ).transpose(1, 2).reshape(batch, length, d)
+        x = x + self.residual_dropout(self.proj(attended))
+        return x + self.residual_dropout(self.mlp(self.mlp_norm(x)))
+
+
 class SequenceRecommender(nn.Module):
     """SASRec-style causal encoder over item vectors that mix ID and text embeddings."""
 
@@ -143,9 +172,8 @@ class SequenceRecommender(nn.Module):
         self.text_proj = nn.Linear(self.text.output_dim, d)
         self.id_embedding = nn.Embedding(len(config.item_ids) + 1, d, padding_idx=0)
         self.position = nn.Embedding(config.max_seq_len, d)
-        layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=4 * d, dropout=config.dropout,
-                                           batch_first=True, norm_first=True, activation="gelu")
-        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(CausalBlock(d, config.num_heads, config.dropout, config.attention_dropout)
+                                    for _ in range(config.num_layers))
         self.input_dropout = nn.Dropout(config.dropout)
         self.input_norm = nn.LayerNorm(d)
         self.output_norm = nn.LayerNorm(d)
@@ -168,26 +196,22 @@ class SequenceRecommender(nn.Module):
     def encode_sequences(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position of left-padded sequences of catalogue rows (0 = pad).
 
-        ``item_table`` has one row per catalogue item plus a zero row 0 for padding.
+        ``item_table`` has one row per catalogue item plus a zero row 0 for padding. Pads are
+        zeroed after every block (SASRec's timeline mask), so causal attention needs no padding
+        mask and runs on the fused scaled-dot-product kernels.
         """
         length = sequences.shape[1]
+        keep = (sequences != 0).unsqueeze(-1).to(item_table.dtype)
         positions = torch.arange(length, device=sequences.device)
         x = item_table[sequences] * math.sqrt(self.config.hidden_dim) + self.position(positions)
-        x = self.input_norm(self.input_dropout(x))
-        hidden = self.encoder(x, mask=self._attention_mask(sequences))
-        return self.output_norm(hidden)
-
-    def _attention_mask(self, sequences: torch.Tensor) -> torch.Tensor:
-        """Causal attention to real items only; every position may attend to itself, so no row of
-        the mask is empty (an empty row turns into NaN that leaks through the values)."""
-        length = sequences.shape[1]
-        causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=sequences.device))
-        allowed = causal & (sequences != 0)[:, None, :]
-        allowed |= torch.eye(length, dtype=torch.bool, device=sequences.device)
-        return (~allowed).repeat_interleave(self.config.num_heads, dim=0)
+        x = self.input_norm(self.input_dropout(x)) * keep
+        for block in self.blocks:
+            x = block(x) * keep
+        return self.output_norm(x)
 
 
-ARCHITECTURE_FIELDS = ("base_model", "max_text_tokens", "lora_rank", "lora_alpha", "lora_target_modules",
+
+ARCHITECTURE_FIELDS = ("format_version", "base_model", "max_text_tokens", "lora_rank", "lora_alpha", "lora_target_modules",
                        "lora_layers", "hidden_dim", "num_layers", "num_heads", "max_seq_len")
 
 
@@ -202,7 +226,9 @@ def extend_item_ids(previous: list[str], current: list[str]) -> list[str]:
 
 def read_config(model_dir: Path) -> RecommenderConfig:
     with open(Path(model_dir) / CONFIG_FILE) as handle:
-        return RecommenderConfig(**json.load(handle))
+        fields = json.load(handle)
+    fields.setdefault("format_version", 1)
+    return RecommenderConfig(**fields)
 
 
 def warm_start_model(champion_dir: Path, config: RecommenderConfig) -> SequenceRecommender | None:
@@ -252,6 +278,7 @@ def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.text.lm.save_pretrained(out_dir / ADAPTER_DIR, safe_serialization=True)
+    _canonical_adapter_config(out_dir / ADAPTER_DIR / "adapter_config.json")
     save_file(model.head_state(), out_dir / WEIGHTS_FILE)
     with open(out_dir / CONFIG_FILE, "w") as handle:
         json.dump(asdict(model.config), handle, indent=1)
@@ -262,11 +289,24 @@ def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] |
         (out_dir / "README.md").write_text(model_card(card))
 
 
+def _canonical_adapter_config(path: Path) -> None:
+    """peft writes target modules from a set, in an order that changes with each process's hash
+    seed; sorting them keeps identical runs byte-identical (and their content hash equal)."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def load_model(model_dir: Path) -> SequenceRecommender:
     from safetensors.torch import load_file
 
     model_dir = Path(model_dir)
-    model = SequenceRecommender(read_config(model_dir), adapter_dir=model_dir / ADAPTER_DIR)
+    config = read_config(model_dir)
+    if config.format_version != MODEL_FORMAT_VERSION:
+        raise ValueError(f"{model_dir} holds model format {config.format_version}; this code reads format "
+                         f"{MODEL_FORMAT_VERSION}")
+    model = SequenceRecommender(config, adapter_dir=model_dir / ADAPTER_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)
     missing = [k for k in missing if not k.startswith("text.")]
     if missing or unexpected:

@@ -93,9 +93,18 @@ def setup_runtime(requested: str = "auto") -> Runtime:
 
 
 def training_examples(histories: list[list[str]], catalogue: Catalogue, max_len: int) -> torch.Tensor:
-    """Left-padded rows of length max_len + 1: inputs are [:, :-1], next-item targets [:, 1:]."""
-    usable = [h for h in histories if len(h) >= 2]
-    return catalogue.rows_for(usable, max_len + 1)
+    """Left-padded rows of length max_len + 1: inputs are [:, :-1], next-item targets [:, 1:].
+
+    A history longer than a row is cut into windows from its end, overlapping by one item, so
+    every transition is trained on, not only the latest ``max_len``.
+    """
+    windows = []
+    for history in histories:
+        end = len(history)
+        while end >= 2:
+            windows.append(history[max(0, end - max_len - 1):end])
+            end -= max_len
+    return catalogue.rows_for(windows, max_len + 1)
 
 
 def _text_sample(targets: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
@@ -121,7 +130,7 @@ class NextItemObjective(nn.Module):
         text = cached_text.index_copy(0, sampled - 1, fresh.to(cached_text.dtype))
         table = self.catalogue.item_table(text)
         hidden = self.model.encode_sequences(table, inputs)
-        mask = targets > 0
+        mask = (inputs > 0) & (targets > 0)  # a position predicts only from a real item
         logits = hidden[mask] @ table[1:].T  # column c is catalogue row c + 1
         return F.cross_entropy(logits.float(), targets[mask] - 1), fresh.detach()
 
@@ -135,8 +144,10 @@ def validate(model: SequenceRecommender, catalogue: Catalogue, valid: EvalSet, k
 class Progress:
     """A progress bar on a terminal; plain log lines (they read well in Airflow) elsewhere."""
 
-    def __init__(self, total_steps: int, done: int, every_seconds: float = 10.0, enabled: bool = True) -> None:
+    def __init__(self, total_steps: int, done: int, every_seconds: float = 10.0, enabled: bool = True,
+                 budget_s: float = math.inf, elapsed_s: float = 0.0) -> None:
         self.total, self.every, self.enabled = total_steps, every_seconds, enabled
+        self.budget_left = budget_s - elapsed_s
         self.started, self.last, self.start_step = time.monotonic(), 0.0, done
         self.bar = None
         if enabled and sys.stderr.isatty():
@@ -157,7 +168,8 @@ class Progress:
         if not force and now - self.last < self.every:
             return
         self.last = now
-        eta = elapsed / max(step - self.start_step, 1) * max(self.total - step, 0)
+        eta = min(elapsed / max(step - self.start_step, 1) * max(self.total - step, 0),
+                  max(self.budget_left - elapsed, 0.0))
         log.info("step %d/%d epoch %d loss %.4f | %.1f samples/s | elapsed %.0fs eta %.0fs",
                  step, self.total, epoch, loss, rate, elapsed, eta)
 
@@ -264,7 +276,8 @@ class Trainer:
         max_steps = int(params.get("max_steps") or 0) or micro_per_epoch * epochs
         budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
         every = int(params.get("checkpoint_every_steps") or 0)
-        progress = Progress(max_steps, state.steps, enabled=runtime.is_main)
+        progress = Progress(max_steps, state.steps, enabled=runtime.is_main, budget_s=budget_s,
+                            elapsed_s=state.elapsed_s)
         started = time.monotonic() - state.elapsed_s
         result = TrainResult(resumed_at_step=state.steps if resumed else 0, device=str(runtime.device),
                              world_size=runtime.world_size)

@@ -101,3 +101,32 @@ def test_base_model_must_be_a_local_directory(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="never downloaded"):
         resolve_base_model(str(tmp_path / "sentence-transformers/all-MiniLM-L6-v2"))
+
+
+def test_long_histories_are_cut_into_windows_that_cover_every_transition(trained):
+    from pipelines.training import training_examples
+
+    _, catalogue, *_ = trained
+    history = [f"i{i}" for i in range(12)]
+    rows = training_examples([history, ["i0"]], catalogue, max_len=5)
+    transitions = {(int(a), int(b)) for row in rows for a, b in zip(row[:-1], row[1:]) if a > 0 and b > 0}
+    assert transitions == {(i + 1, i + 2) for i in range(11)}  # catalogue rows are 1-based
+    assert len(rows) == 3  # windows end at items 12, 7 and 2; a single-item history yields none
+
+
+def test_saved_artifact_is_byte_identical_across_processes(tmp_path):
+    """Hash randomisation must not leak into the artifact (its hash identifies a registry version)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.io import sha256_dir
+
+    script = ("import sys, torch, yaml; from pipelines.model import *; torch.manual_seed(0); "
+              "p = yaml.safe_load(open('params.yaml'))['finetune']; "
+              "save_model(SequenceRecommender(RecommenderConfig.from_params(p, ['a', 'b'])), sys.argv[1])")
+    for seed in ("0", "1"):  # these two seeds iterate {"query", "value"} in opposite orders
+        env = {**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"}
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], cwd=PROJECT_ROOT, env=env, check=True,
+                       capture_output=True)
+    assert sha256_dir(tmp_path / "0") == sha256_dir(tmp_path / "1")

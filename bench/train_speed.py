@@ -1,0 +1,167 @@
+"""Training and evaluation speed of the platform's recommender, on the CPU or a GPU.
+
+    python bench/train_speed.py [--users 6040] [--items 3416] [--seq-len 200] [--batch-size 128]
+                                [--steps 20] [--device auto|cpu|cuda] [--out bench/results]
+
+Measures, on synthetic sequences of the given size (ML-1M-shaped by default), the real training
+step of ``pipelines.training`` (the NextItemObjective forward and backward plus the AdamW step):
+training samples/s, sequence tokens/s (real item positions) and text tokens/s (item text through
+the adapted layers), evaluation users/s (full-catalogue scoring with history excluded), and peak
+memory (process RSS; on CUDA also peak GPU memory). On CUDA it runs in bf16 autocast and reports
+the achieved FLOP/s (counted with torch's FlopCounterMode) as a fraction of the card's peak dense
+bf16 FLOP/s. Prints a table and writes ``bench/results/train_speed-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+# Dense bf16 tensor-core peaks (no sparsity) from the vendors' data sheets, by name fragment.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "H100": 989e12,
+                   "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def peak_bf16(name: str) -> float | None:
+    for fragment, flops in PEAK_BF16_FLOPS.items():
+        if fragment in name:
+            return flops
+    return None
+
+
+def synthetic_sequences(users: int, items: int, seq_len: int, seed: int = 0) -> list[list[str]]:
+    """Histories with ML-1M-like lengths (lognormal around ~165, capped at seq_len + 1)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(4.6, 0.9, users).astype(int), 20, seq_len + 1)
+    return [[f"i{j}" for j in rng.choice(items, size=n, replace=False)] for n in lengths]
+
+
+def build(args: argparse.Namespace):
+    import torch
+    import yaml
+
+    from pipelines.model import Catalogue, RecommenderConfig, SequenceRecommender
+    from pipelines.training import Runtime, Trainer, seed_everything, setup_runtime, training_examples
+
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    params.update(max_seq_len=args.seq_len, batch_size=args.batch_size, device=args.device)
+    runtime: Runtime = setup_runtime(args.device)
+    seed_everything(0)
+    item_ids = [f"i{j}" for j in range(args.items)]
+    texts = [f"Item {j}: a title, its genres and a one-line description" for j in range(args.items)]
+    model = SequenceRecommender(RecommenderConfig.from_params(params, item_ids)).to(runtime.device)
+    catalogue = Catalogue(model, item_ids, texts)
+    histories = synthetic_sequences(args.users, args.items, args.seq_len)
+    examples = training_examples(histories, catalogue, args.seq_len)
+    trainer = Trainer(model, catalogue, params, runtime)
+    trainer._refresh_text()
+    return torch, model, catalogue, histories, examples, trainer, runtime
+
+
+def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int) -> dict[str, float]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def batch(i: int):
+        rows = torch.arange(i * batch_size, (i + 1) * batch_size) % len(examples)
+        return examples[rows].to(runtime.device)
+
+    def sync():
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for i in range(3):  # warm-up: allocator, kernels, autotuning
+        trainer._step(batch(i), 1, 0)
+    with FlopCounterMode(display=False) as counter:
+        trainer._step(batch(3), 1, 0)
+    flops_per_step = counter.get_total_flops()
+    sync()
+    started = time.perf_counter()
+    positions = 0
+    for i in range(steps):
+        b = batch(4 + i)
+        positions += int((b[:, 1:] > 0).sum())
+        trainer._step(b, 1, 0)
+    sync()
+    seconds = time.perf_counter() - started
+    text_tokens = steps * int(trainer.params["text_items_per_step"]) * int(trainer.params["max_text_tokens"])
+    return {"step_s": seconds / steps, "samples_per_s": steps * batch_size / seconds,
+            "tokens_per_s": positions / seconds, "text_tokens_per_s": text_tokens / seconds,
+            "flops_per_step": flops_per_step, "achieved_flops": flops_per_step * steps / seconds}
+
+
+def time_evaluation(torch, model, catalogue, histories, users: int) -> dict[str, float]:
+    from pipelines.evaluation import EvalSet, evaluate_scorer, model_scorer
+
+    chosen = histories[:users]
+    eval_set = EvalSet([f"u{i}" for i in range(len(chosen))], [h[:-1] for h in chosen], [h[-1] for h in chosen])
+    started = time.perf_counter()
+    evaluate_scorer(model_scorer(model, catalogue), eval_set, catalogue.item_ids, 10)
+    seconds = time.perf_counter() - started
+    return {"eval_users": len(chosen), "eval_s": seconds, "eval_users_per_s": len(chosen) / seconds}
+
+
+def machine(torch, runtime) -> dict[str, Any]:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": runtime.device.type}
+    if runtime.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(runtime.device)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=6040)
+    parser.add_argument("--items", type=int, default=3416)
+    parser.add_argument("--seq-len", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    torch, model, catalogue, histories, examples, trainer, runtime = build(args)
+    if runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    figures = time_training(torch, examples, trainer, runtime, args.steps, args.batch_size)
+    figures.update(time_evaluation(torch, model, catalogue, histories, args.users))
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info = machine(torch, runtime)
+    if runtime.device.type == "cuda":
+        figures["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        peak = peak_bf16(info["gpu"])
+        figures["precision"] = "bf16 autocast"
+        figures["fraction_of_peak_bf16"] = figures["achieved_flops"] / peak if peak else None
+    else:
+        figures["precision"] = "float32"
+    result = {"machine": info, "config": vars(args), "figures": figures}
+
+    print(f"train_speed on {info.get('gpu', info['processor'])} ({info['device']}, {figures['precision']})")
+    for key, value in figures.items():
+        print(f"  {key:24s} {value:,.4g}" if isinstance(value, float) else f"  {key:24s} {value}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"train_speed-{runtime.device.type}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(target)
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
