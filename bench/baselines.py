@@ -138,7 +138,7 @@ class SASRecConfig:
     lr: float = 1e-3
     batch_size: int = 128
     eval_every: int = 1          # epochs between validations
-    patience: int = 10           # validations without a gain before stopping
+    patience: int = 10_000       # validations without a gain before stopping: by default the budget decides
     max_epochs: int = 10_000
     seed: int = 42
 
