@@ -6,7 +6,9 @@ The fixtures under tests/fixtures/movielens are invented rows in the MovieLens l
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,15 @@ import sqlalchemy as sa
 from pipelines import schema
 from pipelines.movielens import detect_format, import_movielens
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "movielens"
+# The fixture files carry a ``.txt`` suffix in the repository, so no committed file bears a
+# MovieLens file name; the tests read proper-named copies.
+FIXTURE_SOURCES = Path(__file__).resolve().parents[1] / "fixtures" / "movielens"
+FIXTURES = Path(tempfile.mkdtemp(prefix="movielens-fixtures-"))
+atexit.register(shutil.rmtree, FIXTURES, True)
+for _source in FIXTURE_SOURCES.rglob("*.txt"):
+    _target = FIXTURES / _source.relative_to(FIXTURE_SOURCES).with_suffix("")
+    _target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_source, _target)
 ML_100K = FIXTURES / "ml-100k-tiny"
 ML_1M = FIXTURES / "ml-1m-tiny"
 ML_LATEST = FIXTURES / "ml-latest-small-tiny"
