@@ -272,7 +272,7 @@ class Trainer:
         params, runtime, state = self.params, self.runtime, self.state
         batch_size, epochs = int(params["batch_size"]), int(params["epochs"])
         accumulate = max(1, int(params.get("grad_accumulation_steps") or 1))
-        micro_per_epoch = math.ceil(len(self._shard(torch.arange(len(examples)))) / batch_size)
+        micro_per_epoch = math.ceil(len(examples) // runtime.world_size / batch_size)  # as _shard splits
         max_steps = int(params.get("max_steps") or 0) or micro_per_epoch * epochs
         budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
         every = int(params.get("checkpoint_every_steps") or 0)

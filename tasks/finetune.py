@@ -56,10 +56,11 @@ def run_fingerprint(profiles_manifest: dict[str, Any], settings: dict[str, Any],
 
 
 def build_model(settings: dict[str, Any], item_ids: list[str], champion_dir: Path | None):
+    """The champion-initialised model when ``champion_dir`` is given and fits, else a fresh one."""
     from pipelines.model import RecommenderConfig, SequenceRecommender, warm_start_model
 
     config = RecommenderConfig.from_params(settings, item_ids)
-    if champion_dir is not None and settings.get("warm_start", True):
+    if champion_dir is not None:
         model = warm_start_model(champion_dir, config)
         if model is not None:
             return model, True
