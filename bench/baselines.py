@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.evaluation import EvalSet, Scorer, evaluate_scorer, most_popular_scorer, validation_set
+from pipelines.baselines import column_index, train_histories
+from pipelines.baselines import fit_ease as nightly_ease
+from pipelines.evaluation import Scorer, evaluate_scorer, most_popular_scorer, validation_set
 
 log = logging.getLogger("bench.baselines")
 
@@ -37,22 +39,6 @@ class Fitted:
     scorer: Scorer
     train_s: float
     info: dict = field(default_factory=dict)
-
-
-def column_index(item_ids: Sequence[str]) -> dict[str, int]:
-    """Catalogue column of each item id (the order ``evaluate_scorer`` ranks in)."""
-    return {item: i for i, item in enumerate(item_ids)}
-
-
-def train_histories(sequences: pd.DataFrame) -> list[list[str]]:
-    """Every user's training items (users too short to split keep their whole history here)."""
-    return [list(h) for h in sequences["train_items"]]
-
-
-def train_valid_histories(sequences: pd.DataFrame) -> list[list[str]]:
-    """Training items plus the validation item: what a model may learn from before the test."""
-    return [list(h) + ([v] if isinstance(v, str) else []) for h, v in
-            zip(sequences["train_items"], sequences["valid_item"])]
 
 
 # -- MostPop --------------------------------------------------------------------------------------
@@ -70,61 +56,13 @@ def fit_most_popular(sequences: pd.DataFrame, item_ids: Sequence[str]) -> Fitted
     return Fitted(most_popular_scorer(counts), time.perf_counter() - started)
 
 
-# -- EASE (Steck 2019) ----------------------------------------------------------------------------
-def interaction_matrix(histories: Sequence[Sequence[str]], column: dict[str, int]) -> torch.Tensor:
-    """Binary user x item matrix (float32; a repeated item counts once)."""
-    matrix = torch.zeros(len(histories), len(column), dtype=torch.float32)
-    rows = [u for u, h in enumerate(histories) for i in h if i in column]
-    cols = [column[i] for h in histories for i in h if i in column]
-    if cols:
-        matrix[torch.tensor(rows), torch.tensor(cols)] = 1.0
-    return matrix
-
-
-def ease_weights(gram: torch.Tensor, lam: float) -> torch.Tensor:
-    """B = I - P diag(1/diag(P)) with P = (X^T X + lambda I)^-1, so diag(B) = 0.
-
-    Off the diagonal that is B_ij = -P_ij / P_jj. The inverse is taken in float64: with a small
-    lambda and a large catalogue X^T X + lambda I is badly conditioned in float32.
-    """
-    p = torch.linalg.inv(gram.double() + lam * torch.eye(gram.shape[0], dtype=torch.float64))
-    weights = -p / torch.diagonal(p)[None, :]
-    weights.fill_diagonal_(0.0)
-    return weights.float()
-
-
-def ease_scorer(weights: torch.Tensor, column: dict[str, int]) -> Scorer:
-    return lambda histories: interaction_matrix(histories, column) @ weights
-
-
-def tune_ease(train: Sequence[Sequence[str]], valid: EvalSet, item_ids: Sequence[str],
-              lambdas: Sequence[float], k: int) -> dict[float, float]:
-    """Validation NDCG@k of EASE fitted on ``train`` for each lambda."""
-    column = column_index(item_ids)
-    x = interaction_matrix(train, column)
-    gram = x.T.double() @ x.double()
-    curve = {}
-    for lam in lambdas:
-        metrics, _ = evaluate_scorer(ease_scorer(ease_weights(gram, lam), column), valid, list(item_ids), k)
-        curve[float(lam)] = metrics[f"ndcg@{k}"]
-        log.info("EASE lambda %g: validation NDCG@%d %.4f", lam, k, curve[float(lam)])
-    return curve
-
-
+# -- EASE (Steck 2019): the nightly baseline of pipelines.baselines ------------------------------
 def fit_ease(sequences: pd.DataFrame, item_ids: Sequence[str], lambdas: Sequence[float] = EASE_LAMBDAS,
              k: int = 10) -> Fitted:
-    """Chooses lambda on the validation targets, then refits on training + validation items.
-
-    ``test_item`` is never read: the test scorer only needs the histories it is given.
-    """
+    """Chooses lambda on the validation targets, then refits on training + validation items."""
     started = time.perf_counter()
-    curve = tune_ease(train_histories(sequences), validation_set(sequences), item_ids, lambdas, k)
-    best = max(curve, key=curve.get)  # max keeps the first (smallest listed) of equal lambdas
-    column = column_index(item_ids)
-    x = interaction_matrix(train_valid_histories(sequences), column)
-    weights = ease_weights(x.T.double() @ x.double(), best)
-    return Fitted(ease_scorer(weights, column), time.perf_counter() - started,
-                  {"lambda": best, "valid_ndcg": curve})
+    scorer, best, curve = nightly_ease(sequences, item_ids, lambdas, k)
+    return Fitted(scorer, time.perf_counter() - started, {"lambda": best, "valid_ndcg": curve})
 
 
 # -- SASRec with full cross-entropy (Kang & McAuley 2018; CE as in Klenitskiy & Vasilev 2023) ----

@@ -1,6 +1,6 @@
 """Training and evaluation speed of the platform's recommender, on the CPU or a GPU.
 
-    python bench/train_speed.py [--users 6040] [--items 3416] [--seq-len 200] [--batch-size 128]
+    python bench/train_speed.py [--users 6040] [--items 3416] [--seq-len N] [--batch-size N]
                                 [--steps 20] [--device auto|cpu|cuda] [--out bench/results]
 
 Measures, on synthetic sequences of the given size (ML-1M-shaped by default), the real training
@@ -41,12 +41,13 @@ def peak_bf16(name: str) -> float | None:
 
 
 def synthetic_sequences(users: int, items: int, seq_len: int, seed: int = 0) -> list[list[str]]:
-    """Histories with ML-1M-like lengths (lognormal around ~165, capped at seq_len + 1)."""
+    """Histories with ML-1M-like lengths (lognormal, median ~100, 20 to 2,000 items); training
+    cuts them into windows of ``seq_len`` as a night does."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    lengths = np.clip(rng.lognormal(4.6, 0.9, users).astype(int), 20, seq_len + 1)
-    return [[f"i{j}" for j in rng.choice(items, size=n, replace=False)] for n in lengths]
+    lengths = np.clip(rng.lognormal(4.6, 0.9, users).astype(int), 20, 2000)
+    return [[f"i{j}" for j in rng.choice(items, size=n, replace=True)] for n in lengths]
 
 
 def build(args: argparse.Namespace):
@@ -57,6 +58,8 @@ def build(args: argparse.Namespace):
     from pipelines.training import Runtime, Trainer, seed_everything, setup_runtime, training_examples
 
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    args.seq_len = args.seq_len or int(params["max_seq_len"])
+    args.batch_size = args.batch_size or int(params["batch_size"])
     params.update(max_seq_len=args.seq_len, batch_size=args.batch_size, device=args.device)
     runtime: Runtime = setup_runtime(args.device)
     seed_everything(0)
@@ -67,16 +70,23 @@ def build(args: argparse.Namespace):
     histories = synthetic_sequences(args.users, args.items, args.seq_len)
     examples = training_examples(histories, catalogue, args.seq_len)
     trainer = Trainer(model, catalogue, params, runtime)
+    started = time.perf_counter()
     trainer._refresh_text()
+    trainer.refresh_s = time.perf_counter() - started
     return torch, model, catalogue, histories, examples, trainer, runtime
 
 
 def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from pipelines.training import trim_padding
+
+    # The shuffled epoch order and padding cut of the real loop (Trainer.fit).
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(0))
+
     def batch(i: int):
-        rows = torch.arange(i * batch_size, (i + 1) * batch_size) % len(examples)
-        return examples[rows].to(runtime.device)
+        rows = order[torch.arange(i * batch_size, (i + 1) * batch_size) % len(order)]
+        return trim_padding(examples[rows]).to(runtime.device)
 
     def sync():
         if runtime.device.type == "cuda":
@@ -92,7 +102,7 @@ def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int
     positions = 0
     for i in range(steps):
         b = batch(4 + i)
-        positions += int((b[:, 1:] > 0).sum())
+        positions += int(((b[:, :-1] > 0) & (b[:, 1:] > 0)).sum())
         trainer._step(b, 1, 0)
     sync()
     seconds = time.perf_counter() - started
@@ -126,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=6040)
     parser.add_argument("--items", type=int, default=3416)
-    parser.add_argument("--seq-len", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seq-len", type=int, default=None, help="default: finetune.max_seq_len of params.yaml")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: finetune.batch_size of params.yaml")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", default=str(PROJECT_ROOT / "bench" / "results"))
@@ -139,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats()
     figures = time_training(torch, examples, trainer, runtime, args.steps, args.batch_size)
     figures.update(time_evaluation(torch, model, catalogue, histories, args.users))
+    # One epoch of a night: every real position once, plus the epoch-end text refresh.
+    epoch_positions = int(((examples[:, :-1] > 0) & (examples[:, 1:] > 0)).sum())
+    figures["text_refresh_s"] = trainer.refresh_s
+    figures["epoch_s_estimate"] = epoch_positions / figures["tokens_per_s"] + trainer.refresh_s
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = machine(torch, runtime)
     if runtime.device.type == "cuda":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.analysis import ModelRanks
 from pipelines.metrics import ranking_metrics
 
 # Scores every catalogue item (columns, in catalogue order) for each user's history.
@@ -48,10 +50,10 @@ def rank_targets(scores: torch.Tensor, histories: list[list[int]], targets: np.n
     users = torch.arange(scores.shape[0])
     target_index = torch.as_tensor(targets, dtype=torch.long)
     target_scores = scores[users, target_index].clone()
-    flat_users = [u for u, cols in enumerate(histories) for _ in cols]
-    flat_cols = [c for cols in histories for c in cols]
-    if flat_cols:
-        scores[torch.tensor(flat_users), torch.tensor(flat_cols)] = -math.inf
+    lengths = torch.tensor([len(cols) for cols in histories], dtype=torch.long)
+    if int(lengths.sum()):
+        flat_cols = torch.tensor(list(itertools.chain.from_iterable(histories)), dtype=torch.long)
+        scores[torch.repeat_interleave(users, lengths), flat_cols] = -math.inf
     scores[users, target_index] = target_scores  # restore a target that was also in the history
     above = (scores > target_scores[:, None]).sum(1)
     tied_others = (scores == target_scores[:, None]).sum(1) - 1
@@ -59,9 +61,9 @@ def rank_targets(scores: torch.Tensor, histories: list[list[int]], targets: np.n
     return (above + tied_others).numpy(), top_k.numpy()
 
 
-def evaluate_scorer(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str], k: int,
-                    chunk: int = 1024) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of one scorer on one evaluation set; returns (metrics, top-k item columns)."""
+def rank_eval_set(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str], k_max: int,
+                  chunk: int = 1024) -> ModelRanks:
+    """Each user's pessimistic target rank and top ``k_max`` columns, scored ``chunk`` users at a time."""
     column = {item: i for i, item in enumerate(catalogue_ids)}
     ranks, tops = [], []
     for start in range(0, len(eval_set.targets), chunk):
@@ -70,12 +72,19 @@ def evaluate_scorer(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str],
             scores = scorer(histories)
         excluded = [[column[i] for i in h if i in column] for h in histories]
         targets = np.array([column[t] for t in eval_set.targets[start:start + chunk]])
-        chunk_ranks, chunk_top = rank_targets(scores, excluded, targets, k)
+        chunk_ranks, chunk_top = rank_targets(scores, excluded, targets, k_max)
         ranks.append(chunk_ranks)
         tops.append(chunk_top)
-    ranks_all = np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64)
-    top_all = np.concatenate(tops) if tops else np.empty((0, k), dtype=np.int64)
-    return ranking_metrics(ranks_all, top_all, len(catalogue_ids), k), top_all
+    width = min(k_max, len(catalogue_ids))
+    return ModelRanks(np.concatenate(ranks) if ranks else np.empty(0, dtype=np.int64),
+                      np.concatenate(tops) if tops else np.empty((0, width), dtype=np.int64))
+
+
+def evaluate_scorer(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str], k: int,
+                    chunk: int = 1024) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of one scorer on one evaluation set; returns (metrics, top-k item columns)."""
+    outcome = rank_eval_set(scorer, eval_set, catalogue_ids, k, chunk)
+    return ranking_metrics(outcome.ranks, outcome.top_items, len(catalogue_ids), k), outcome.top_items
 
 
 def most_popular_scorer(popularity: np.ndarray) -> Scorer:
@@ -84,16 +93,19 @@ def most_popular_scorer(popularity: np.ndarray) -> Scorer:
     return lambda histories: base.expand(len(histories), -1)
 
 
-def model_scorer(model, catalogue) -> Scorer:
-    """Scores with a SequenceRecommender over a Catalogue (the item table is computed once)."""
+def model_scorer(model, catalogue, text_vectors: torch.Tensor | None = None) -> Scorer:
+    """Scores with a SequenceRecommender over a Catalogue (the item table is computed once).
+
+    ``text_vectors`` reuses item text vectors already computed (training's cache) instead of
+    running the text tower over the catalogue again.
+    """
     model.eval()
     with torch.no_grad():
-        table = catalogue.item_table(catalogue.text_vectors())
+        table = catalogue.item_table(catalogue.text_vectors() if text_vectors is None else text_vectors)
 
     def score(histories: list[list[str]]) -> torch.Tensor:
         rows = catalogue.rows_for(histories, model.config.max_seq_len).to(table.device)
-        hidden = model.encode_sequences(table, rows)[:, -1]
-        return (hidden @ table[1:].T).float().cpu()
+        return (model.last_hidden(table, rows) @ table[1:].T).float().cpu()
 
     return score
 

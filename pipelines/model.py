@@ -26,7 +26,7 @@ ADAPTER_DIR = "adapter"
 WEIGHTS_FILE = "recommender.safetensors"
 CONFIG_FILE = "recommender_config.json"
 ITEM_INDEX_FILE = "item_embeddings.safetensors"
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3
 
 
 def resolve_base_model(name: str) -> Path:
@@ -72,6 +72,17 @@ class RecommenderConfig:
         return cls(item_ids=list(item_ids), **{k: v for k, v in params.items() if k in known})
 
 
+def chunks_by_length(attention_mask: torch.Tensor, chunk: int) -> list[tuple[torch.Tensor, int]]:
+    """Row indices in chunks of similar token count, each with its longest count.
+
+    Tokenised texts are right-padded to a fixed width; running each chunk cut to its longest
+    text skips the padding, which is most of the width for short titles.
+    """
+    counts = attention_mask.sum(1)
+    by_length = torch.sort(counts, stable=True).indices
+    return [(part, max(int(counts[part].max()), 1)) for part in by_length.split(chunk)]
+
+
 class TextTower(nn.Module):
     """The pretrained encoder with LoRA on its top layers, mean-pooled."""
 
@@ -112,15 +123,17 @@ class TextTower(nn.Module):
     @torch.no_grad()
     def frozen_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       chunk: int = 256) -> torch.Tensor:
-        """Hidden states entering the first adapted layer (they do not depend on the adapters)."""
-        states = []
-        for start in range(0, len(input_ids), chunk):
-            out = self.bert(input_ids=input_ids[start:start + chunk],
-                            attention_mask=attention_mask[start:start + chunk], output_hidden_states=True)
-            states.append(out.hidden_states[self.first_adapted_layer])
-        if not states:
-            return torch.empty(0, self.max_tokens, self.output_dim, device=input_ids.device)
-        return torch.cat(states)
+        """Hidden states entering the first adapted layer (they do not depend on the adapters).
+
+        Texts run in chunks of similar length cut to their longest text; the states are padded
+        back to ``max_tokens`` with zeros (padding is masked everywhere downstream).
+        """
+        states = torch.zeros(len(input_ids), self.max_tokens, self.output_dim, device=input_ids.device)
+        for part, width in chunks_by_length(attention_mask, chunk):
+            out = self.bert(input_ids=input_ids[part, :width], attention_mask=attention_mask[part, :width],
+                            output_hidden_states=True)
+            states[part, :width] = out.hidden_states[self.first_adapted_layer]
+        return states
 
     def upper(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Runs the adapted layers on cached states and mean-pools over real tokens."""
@@ -136,6 +149,32 @@ class TextTower(nn.Module):
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+class FastDropout(nn.Module):
+    """Inverted dropout whose CPU mask comes from random bytes, eight per 64-bit draw.
+
+    On the CPU, ``nn.Dropout`` draws one random number per element and costs several times the
+    layer it regularises; here the drop probability is quantised to 1/256. Elsewhere (CUDA) it is
+    plain fused ``F.dropout``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability {p} is outside [0, 1)")
+        self.p = p
+        self.threshold = round(p * 256)  # a byte below it drops its element
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        words = torch.randint(-2**63, 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
+        keep = words.view(torch.uint8)[:n].view(x.shape) >= self.threshold
+        return x * (keep.to(x.dtype) * (256.0 / (256 - self.threshold)))
+
+
 class CausalBlock(nn.Module):
     """A pre-norm transformer block with causal self-attention (fused kernels) and a GELU MLP."""
 
@@ -146,8 +185,8 @@ class CausalBlock(nn.Module):
         self.heads, self.attention_dropout = heads, attention_dropout
         self.attn_norm, self.mlp_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
-        self.residual_dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), FastDropout(dropout), nn.Linear(4 * d, d))
+        self.residual_dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, d = x.shape
@@ -174,7 +213,7 @@ class SequenceRecommender(nn.Module):
         self.position = nn.Embedding(config.max_seq_len, d)
         self.blocks = nn.ModuleList(CausalBlock(d, config.num_heads, config.dropout, config.attention_dropout)
                                     for _ in range(config.num_layers))
-        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_dropout = FastDropout(config.dropout)
         self.input_norm = nn.LayerNorm(d)
         self.output_norm = nn.LayerNorm(d)
         nn.init.normal_(self.id_embedding.weight, std=0.02)
@@ -194,21 +233,30 @@ class SequenceRecommender(nn.Module):
         return self.id_embedding(id_rows) + self.text_proj(text_vectors)
 
     def encode_sequences(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
-        """Hidden state at every position of left-padded sequences of catalogue rows (0 = pad).
+        """Hidden state at every position of right-padded sequences of catalogue rows (0 = pad).
 
-        ``item_table`` has one row per catalogue item plus a zero row 0 for padding. Pads are
-        zeroed after every block (SASRec's timeline mask), so causal attention needs no padding
-        mask and runs on the fused scaled-dot-product kernels.
+        ``item_table`` has one row per catalogue item plus a zero row 0 for padding. Sequences
+        are right-padded and attention is causal, so no real position ever sees a pad: a batch
+        cut to its longest sequence gives exactly the states of the full-width batch, and the
+        fused scaled-dot-product kernels need no padding mask. Positions count back from the
+        last real item (it always has position ``max_seq_len - 1``), so a position embedding
+        means "so many items ago" whatever the sequence's length.
         """
-        length = sequences.shape[1]
-        keep = (sequences != 0).unsqueeze(-1).to(item_table.dtype)
-        positions = torch.arange(length, device=sequences.device)
+        max_len = self.config.max_seq_len
+        lengths = (sequences > 0).sum(1, keepdim=True)
+        columns = torch.arange(sequences.shape[1], device=sequences.device)
+        positions = (columns + (max_len - lengths)).clamp(0, max_len - 1)
         x = item_table[sequences] * math.sqrt(self.config.hidden_dim) + self.position(positions)
-        x = self.input_norm(self.input_dropout(x)) * keep
+        x = self.input_norm(self.input_dropout(x))
         for block in self.blocks:
-            x = block(x) * keep
+            x = block(x)
         return self.output_norm(x)
 
+    def last_hidden(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+        """The state after each sequence's last real item: the user's next-item query."""
+        last = ((sequences > 0).sum(1) - 1).clamp(min=0)
+        hidden = self.encode_sequences(item_table, sequences)
+        return hidden[torch.arange(len(sequences), device=sequences.device), last]
 
 
 ARCHITECTURE_FIELDS = ("format_version", "base_model", "max_text_tokens", "lora_rank", "lora_alpha", "lora_target_modules",
@@ -350,19 +398,23 @@ class Catalogue:
     def text_vectors(self, rows: torch.Tensor | None = None, chunk: int = 512) -> torch.Tensor:
         """Pooled text vectors of catalogue rows (1-based), all items when ``rows`` is None."""
         index = torch.arange(len(self), device=self.states.device) if rows is None else rows.to(self.states.device) - 1
-        parts = [self.model.text.upper(self.states[index[s:s + chunk]], self.attention_mask[index[s:s + chunk]])
-                 for s in range(0, len(index), chunk)]
-        return torch.cat(parts) if parts else torch.empty(0, self.model.text.output_dim)
+        chunks = chunks_by_length(self.attention_mask[index], chunk)
+        if not chunks:
+            return torch.empty(0, self.model.text.output_dim, device=self.states.device)
+        pooled = torch.cat([self.model.text.upper(self.states[index[part], :width],
+                                                  self.attention_mask[index[part], :width])
+                            for part, width in chunks])
+        return pooled[torch.argsort(torch.cat([part for part, _ in chunks]))]  # back to the order asked for
 
     def item_table(self, text_vectors: torch.Tensor) -> torch.Tensor:
         vectors = self.model.item_vectors(self.id_rows, text_vectors)
         return torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
 
     def rows_for(self, histories: list[list[str]], max_len: int) -> torch.Tensor:
-        """Left-padded catalogue rows of each history's last ``max_len`` known items."""
+        """Right-padded catalogue rows of each history's last ``max_len`` known items."""
         out = torch.zeros(len(histories), max_len, dtype=torch.long)
         for i, history in enumerate(histories):
             rows = [self.row[item] for item in history if item in self.row][-max_len:]
             if rows:
-                out[i, max_len - len(rows):] = torch.tensor(rows)
+                out[i, :len(rows)] = torch.tensor(rows)
         return out

@@ -2,7 +2,9 @@
 
 Every position of a user's training sequence predicts the next item (SASRec-style). Gradients
 reach the LoRA adapters through the text vectors of a sample of the batch's target items; the
-other items use cached text vectors, refreshed every ``text_refresh_steps`` steps.
+other items use cached text vectors, refreshed at each epoch's end (and every
+``text_refresh_steps`` steps if set). Batches are shuffled rows cut to their longest row; batching
+by length would skip more padding, but on ML-100K it cost about 0.01 validation NDCG@10.
 
 The loop runs on CUDA (bf16 autocast, TF32) when there is a GPU and on the CPU (float32,
 deterministic kernels) otherwise; under ``torchrun`` every process trains on its share of each
@@ -93,7 +95,7 @@ def setup_runtime(requested: str = "auto") -> Runtime:
 
 
 def training_examples(histories: list[list[str]], catalogue: Catalogue, max_len: int) -> torch.Tensor:
-    """Left-padded rows of length max_len + 1: inputs are [:, :-1], next-item targets [:, 1:].
+    """Right-padded rows of length max_len + 1: inputs are [:, :-1], next-item targets [:, 1:].
 
     A history longer than a row is cut into windows from its end, overlapping by one item, so
     every transition is trained on, not only the latest ``max_len``.
@@ -105,6 +107,22 @@ def training_examples(histories: list[list[str]], catalogue: Catalogue, max_len:
             windows.append(history[max(0, end - max_len - 1):end])
             end -= max_len
     return catalogue.rows_for(windows, max_len + 1)
+
+
+def trim_padding(batch: torch.Tensor) -> torch.Tensor:
+    """The batch without its all-padding trailing columns (rows are right-padded)."""
+    return batch[:, :max(int((batch > 0).sum(1).max()), 2)]
+
+
+def next_item_pairs(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-item targets of right-padded training rows.
+
+    A window shorter than its row ends in an item with no next item: it leaves the inputs, so the
+    last real input is always one that predicts, with the last position as at inference. Right
+    padding and causal attention leave every earlier position unchanged.
+    """
+    targets = batch[:, 1:]
+    return batch[:, :-1] * (targets > 0), targets
 
 
 def _text_sample(targets: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
@@ -125,18 +143,19 @@ class NextItemObjective(nn.Module):
     def forward(self, batch: torch.Tensor, cached_text: torch.Tensor, sampled: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the next item at every real position; returns (loss, fresh text)."""
-        inputs, targets = batch[:, :-1], batch[:, 1:]
+        inputs, targets = next_item_pairs(batch)
         fresh = self.catalogue.text_vectors(sampled)
         text = cached_text.index_copy(0, sampled - 1, fresh.to(cached_text.dtype))
         table = self.catalogue.item_table(text)
         hidden = self.model.encode_sequences(table, inputs)
-        mask = (inputs > 0) & (targets > 0)  # a position predicts only from a real item
+        mask = inputs > 0  # a position predicts only from a real item, and only a real next item
         logits = hidden[mask] @ table[1:].T  # column c is catalogue row c + 1
         return F.cross_entropy(logits.float(), targets[mask] - 1), fresh.detach()
 
 
-def validate(model: SequenceRecommender, catalogue: Catalogue, valid: EvalSet, k: int) -> float:
-    metrics, _ = evaluate_scorer(model_scorer(model, catalogue), valid, catalogue.item_ids, k)
+def validate(model: SequenceRecommender, catalogue: Catalogue, valid: EvalSet, k: int,
+             text_vectors: torch.Tensor | None = None) -> float:
+    metrics, _ = evaluate_scorer(model_scorer(model, catalogue, text_vectors), valid, catalogue.item_ids, k)
     model.train()
     return metrics[f"ndcg@{k}"]
 
@@ -251,8 +270,12 @@ class Trainer:
         return order[self.runtime.rank * per_rank:(self.runtime.rank + 1) * per_rank]
 
     def _refresh_text(self) -> None:
+        """Recomputes the cached text vectors of the whole catalogue, without dropout."""
+        was_training = self.model.training
+        self.model.eval()
         with torch.no_grad(), self.runtime.autocast:
             self.cached_text = self.catalogue.text_vectors().float()
+        self.model.train(was_training)
 
     def _step(self, batch: torch.Tensor, accumulate: int, micro: int) -> float:
         sampled = _text_sample(batch[:, 1:], int(self.params["text_items_per_step"]), self.generator)
@@ -276,6 +299,7 @@ class Trainer:
         max_steps = int(params.get("max_steps") or 0) or micro_per_epoch * epochs
         budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
         every = int(params.get("checkpoint_every_steps") or 0)
+        refresh_every = int(params.get("text_refresh_steps") or 0)  # 0: only at each epoch's end
         progress = Progress(max_steps, state.steps, enabled=runtime.is_main, budget_s=budget_s,
                             elapsed_s=state.elapsed_s)
         started = time.monotonic() - state.elapsed_s
@@ -287,13 +311,14 @@ class Trainer:
                 self.order = self._shard(torch.randperm(len(examples), generator=self.generator))
                 state.epoch_losses = []
             for micro in range(state.batch_in_epoch, micro_per_epoch):
-                batch = examples[self.order[micro * batch_size:(micro + 1) * batch_size]].to(runtime.device)
+                batch = trim_padding(examples[self.order[micro * batch_size:(micro + 1) * batch_size]])
+                batch = batch.to(runtime.device)
                 state.epoch_losses.append(self._step(batch, accumulate, micro))
                 state.steps += 1
                 state.samples += len(batch) * runtime.world_size
                 state.batch_in_epoch = micro + 1
                 state.elapsed_s = time.monotonic() - started
-                if state.steps % int(params["text_refresh_steps"]) == 0:
+                if refresh_every and state.steps % refresh_every == 0:
                     self._refresh_text()
                 progress.update(state.steps, state.epoch, state.epoch_losses[-1], state.samples)
                 if every and state.steps % every == 0:
@@ -317,8 +342,9 @@ class Trainer:
         if any(p.grad is not None for group in self.optimizer.param_groups for p in group["params"]):
             self.optimizer.step()  # a partial accumulation at the epoch's end still counts
             self.optimizer.zero_grad(set_to_none=True)
+        self._refresh_text()  # the epoch's text vectors serve validation and the next steps alike
         with self.runtime.autocast:
-            ndcg = validate(self.model, self.catalogue, valid, k)
+            ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
         loss = float(np.mean(state.epoch_losses)) if state.epoch_losses else float("nan")
         state.curve.append({"step": state.steps, "epoch": state.epoch, "loss": loss, "valid_ndcg": ndcg,
                             "seconds": round(time.monotonic() - started, 2)})

@@ -8,7 +8,6 @@ checkpoints every ``finetune.checkpoint_every_steps`` steps and resumes after a 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import logging
@@ -20,16 +19,6 @@ from typing import Any
 from tasks.common import run_stage, stage_parser
 
 log = logging.getLogger("retrain.finetune")
-
-
-def write_curve(path: Path, curve: list[dict[str, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["step", "epoch", "loss", "valid_ndcg", "seconds"])
-        writer.writeheader()
-        writer.writerows(curve)
-    tmp.replace(path)
 
 
 def warm_start_source(params: dict[str, Any], logical_date: str) -> tuple[int | None, Path | None]:
@@ -71,7 +60,7 @@ def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     import torch
 
     from pipelines.evaluation import validation_set
-    from pipelines.io import atomic_dir, read_json, write_json, write_manifest
+    from pipelines.io import atomic_dir, read_json, write_csv, write_json, write_manifest
     from pipelines.model import Catalogue, export_merged, resolve_base_model, save_model
     from pipelines.profiles import load_profiles
     from pipelines.training import seed_everything, setup_runtime, train
@@ -115,7 +104,7 @@ def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
                        data_interval=source["data_interval"], params=settings,
                        warm_start_version=champion_version if warm else None)
     reports = Path(paths["reports"]) / "finetune"
-    write_curve(reports / "curve.csv", result.curve)
+    write_csv(reports / "curve.csv", ["step", "epoch", "loss", "valid_ndcg", "seconds"], result.curve)
     write_json(reports / "training.json", {
         "best_valid_ndcg@10": result.best_valid_ndcg, "best_epoch": result.best_epoch, "steps": result.steps,
         "samples": result.samples, "train_seconds": round(result.seconds, 2),

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import pipelines.evaluation
 from bench import baselines
 from bench.baselines import SASRec, SASRecConfig
-from pipelines.evaluation import evaluate_scorer, most_popular_scorer, validation_set
+from pipelines.baselines import ease_weights
+from pipelines.evaluation import evaluate_scorer, most_popular_scorer
 from pipelines.profiles import build_profiles, split_sequences
 
 N_ITEMS = 40
@@ -83,7 +84,7 @@ def test_ease_weights_solve_one_ridge_regression_per_item():
     """Each column of B regresses that item on all the others with an L2 penalty (Steck 2019)."""
     x = (torch.rand(30, 6, generator=torch.Generator().manual_seed(1)) < 0.4).double()
     gram, lam = x.T @ x, 3.0
-    weights = baselines.ease_weights(gram, lam).double()
+    weights = ease_weights(gram, lam).double()
     assert torch.all(torch.diagonal(weights) == 0)
     for j in range(6):
         others = [i for i in range(6) if i != j]

@@ -30,10 +30,25 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     blessing = json.loads((tmp_path / "data/evaluate/blessing.json").read_text())
     assert blessing["checks"] and all("reason" in c for c in blessing["checks"])
     metrics = json.loads((tmp_path / "reports/evaluate/metrics.json").read_text())
-    assert {"candidate", "champion", "MostPop"} <= set(metrics)  # night two re-evaluates the champion
     assert metrics["candidate"]["ndcg@10"] > metrics["MostPop"]["ndcg@10"]
+    assert {"candidate", "champion", "MostPop", "EASE"} <= set(metrics)  # night two re-evaluates the champion
+    evaluation = json.loads((tmp_path / "data/evaluate/evaluation.json").read_text())
+    candidate = evaluation["models"]["candidate"]
+    low, high = candidate["intervals"]["ndcg@10"]
+    assert low <= candidate["metrics"]["ndcg@10"] <= high and {"ndcg@1", "ndcg@20"} <= set(candidate["metrics"])
+    paired = evaluation["paired"]["ndcg@10"]
+    assert paired["low"] <= paired["delta"] <= paired["high"]
+    assert any(name.startswith("users:") for name in evaluation["slices"])
+    history = evaluation["history"]
+    assert [h["run_date"] for h in history] == list(NIGHTS)  # night one's own numbers, then re-scored
+    assert history[0]["ndcg@10"] > 0
+    assert history[1]["ndcg@10"] == evaluation["models"]["champion"]["metrics"]["ndcg@10"]
     report = (tmp_path / "reports/evaluate/report.html").read_text()
     assert "NOT_BLESSED" in report or "BLESSED" in report
+    for section in ("blessing", "metrics", "by-k", "deltas", "slices", "history", "training", "data"):
+        assert f'id="{section}"' in report
+    by_k = pd.read_csv(tmp_path / "reports/evaluate/ndcg_by_k.csv")
+    assert list(by_k["k"]) == evaluation["ks"] and "candidate" in by_k.columns
 
     with Registry(params["paths"]["registry_url"], tmp_path / "state/artifacts") as registry:
         versions = registry.list_versions()
