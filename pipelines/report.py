@@ -570,7 +570,7 @@ def _data_section(summary: Mapping[str, Any]) -> str:
 
 _CSS = """
 * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 60rem;
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 80rem;
        padding: 0 1rem; color: #1a1a1a; background: #fff; line-height: 1.4; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; }
 h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ccc; padding-bottom: .2rem; }
