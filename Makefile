@@ -1,11 +1,18 @@
-# Two commands: `make demo` (two nightly runs through Airflow on the synthetic warehouse)
-# and `make test`. Both create .venv from requirements.lock when it is missing or stale.
+# Two commands: `make demo` (two nightly runs through Airflow on the synthetic warehouse, both
+# promoted, then a night with a deliberately degraded candidate that the gate refuses) and
+# `make test`. Both create .venv from requirements.lock when it is missing or stale.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 DEMO_DATES ?= 2026-03-01 2026-03-02
+# The demo's last night runs the same stage entry points with demo/degraded_candidate.yaml laid over
+# params.yaml (a cold start trained one epoch), so the demo also shows a refusal and its reasons.
+DEMO_REFUSED_DATE ?= 2026-03-03
+DEMO_DEGRADED := demo/degraded_candidate.yaml
+DEMO_DEGRADED_PARAMS := state/params.degraded.yaml
+DEMO_STAGES := extract validate profiles finetune evaluate promote publish
 
 export PATH := $(BIN):$(PATH)
 export AIRFLOW_HOME := $(CURDIR)/.airflow
@@ -36,7 +43,15 @@ demo: venv
 	  echo "=== nightly_retrain for $$date ==="; \
 	  airflow dags test nightly_retrain $$date; \
 	done
+	@echo "=== $(DEMO_REFUSED_DATE): a deliberately degraded candidate ($(DEMO_DEGRADED)), stage by stage ==="
+	mkdir -p $(dir $(DEMO_DEGRADED_PARAMS))
+	python -c 'import sys, yaml; p = yaml.safe_load(open("params.yaml")); [p[s].update(v) for s, v in yaml.safe_load(open(sys.argv[1])).items()]; yaml.safe_dump(p, open(sys.argv[2], "w"), sort_keys=False)' $(DEMO_DEGRADED) $(DEMO_DEGRADED_PARAMS)
+	for stage in $(DEMO_STAGES); do \
+	  retrain --params $(DEMO_DEGRADED_PARAMS) stage $$stage --logical-date $(DEMO_REFUSED_DATE); \
+	done
 	$(MAKE) --no-print-directory where
+	@echo
+	@python -c 'import json; b = json.load(open("data/evaluate/blessing.json")); print("Gate decision for", b["logical_date"] + ":", b["decision"]); print("\n".join("  failed: " + c["reason"] for c in b["checks"] if not c["passed"]))'
 
 where:
 	@echo

@@ -1,4 +1,4 @@
-"""Full-ranking offline evaluation, baselines and the promotion gate (the blessing)."""
+"""Full-ranking offline evaluation and the MostPop baseline (the gate is ``pipelines.gate``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -108,59 +107,3 @@ def model_scorer(model, catalogue, text_vectors: torch.Tensor | None = None) -> 
         return (model.last_hidden(table, rows) @ table[1:].T).float().cpu()
 
     return score
-
-
-# -- the gate -------------------------------------------------------------------------------
-BOOTSTRAP_RULE = (
-    "first night (no champion): changes against the champion cannot be judged and are skipped; "
-    "the candidate must pass every absolute floor and every check against MostPop"
-)
-
-
-def _check(metric: str, rule: str, threshold: float, value: float | None, reference: float | None,
-           label: str) -> dict[str, Any]:
-    if value is None:
-        return {"metric": metric, "rule": rule, "threshold": threshold, "passed": False,
-                "reason": f"{metric} was not computed"}
-    if rule == "min_value":
-        passed = value >= threshold
-        reason = f"candidate {metric} {value:.4f} {'>=' if passed else '<'} floor {threshold:.4f}"
-        return {"metric": metric, "rule": rule, "threshold": threshold, "candidate": value,
-                "passed": passed, "reason": reason}
-    delta = value - reference
-    passed = delta >= threshold
-    reason = (f"candidate {metric} {value:.4f} - {label} {reference:.4f} = {delta:+.4f} "
-              f"{'>=' if passed else '<'} required {threshold:+.4f}")
-    return {"metric": metric, "rule": rule, "threshold": threshold, "candidate": value,
-            label: reference, "delta": delta, "passed": passed, "reason": reason}
-
-
-def bless(thresholds: list[dict[str, Any]], candidate: dict[str, float], champion: dict[str, float] | None,
-          mostpop: dict[str, float]) -> dict[str, Any]:
-    """BLESSED only if thresholds are configured and every check passes (TFX Evaluator style)."""
-    if not thresholds:
-        return {"blessed": False, "decision": "NOT_BLESSED", "checks": [],
-                "reason": "no thresholds configured: the gate never blesses without them"}
-    checks: list[dict[str, Any]] = []
-    for spec in thresholds:
-        metric = spec["metric"]
-        unknown = set(spec) - {"metric", "min_value", "min_gain", "min_gain_vs_mostpop"}
-        if unknown:
-            raise ValueError(f"evaluate.thresholds entry for {metric}: unknown keys {sorted(unknown)}")
-        value = candidate.get(metric)
-        if "min_value" in spec:
-            checks.append(_check(metric, "min_value", float(spec["min_value"]), value, None, ""))
-        if "min_gain_vs_mostpop" in spec:
-            checks.append(_check(metric, "min_gain_vs_mostpop", float(spec["min_gain_vs_mostpop"]), value,
-                                 mostpop.get(metric, 0.0), "mostpop"))
-        if "min_gain" in spec:
-            if champion is None:
-                checks.append({"metric": metric, "rule": "min_gain", "threshold": float(spec["min_gain"]),
-                               "passed": True, "skipped": True, "reason": BOOTSTRAP_RULE})
-            else:
-                checks.append(_check(metric, "min_gain", float(spec["min_gain"]), value,
-                                     champion.get(metric, 0.0), "champion"))
-    failed = [c["reason"] for c in checks if not c["passed"]]
-    blessed = not failed
-    return {"blessed": blessed, "decision": "BLESSED" if blessed else "NOT_BLESSED", "checks": checks,
-            "reason": "every threshold passed" if blessed else "; ".join(failed)}

@@ -130,23 +130,29 @@ class TextTower(nn.Module):
         """
         states = torch.zeros(len(input_ids), self.max_tokens, self.output_dim, device=input_ids.device)
         for part, width in chunks_by_length(attention_mask, chunk):
-            out = self.bert(input_ids=input_ids[part, :width], attention_mask=attention_mask[part, :width],
-                            output_hidden_states=True)
-            states[part, :width] = out.hidden_states[self.first_adapted_layer]
+            mask = attention_mask[part, :width]
+            embedded = self.bert.embeddings(input_ids=input_ids[part, :width])
+            # Only the frozen layers: the adapted ones would be computed here only to be thrown away.
+            states[part, :width] = self._layers(embedded, mask, stop=self.first_adapted_layer)
         return states
 
     def upper(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Runs the adapted layers on cached states and mean-pools over real tokens."""
+        hidden = self._layers(states, attention_mask, start=self.first_adapted_layer)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+                stop: int | None = None) -> torch.Tensor:
+        """The encoder's layers ``start:stop`` on ``hidden``, as the encoder itself runs them."""
         from transformers.masking_utils import create_bidirectional_mask
 
         bert = self.bert
-        mask = create_bidirectional_mask(config=bert.config, inputs_embeds=states, attention_mask=attention_mask)
-        hidden = states
-        for layer in bert.encoder.layer[self.first_adapted_layer:]:
+        mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for layer in bert.encoder.layer[start:stop]:
             hidden = layer(hidden, attention_mask=mask)
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return hidden
 
 
 class FastDropout(nn.Module):
@@ -319,8 +325,12 @@ def export_merged(model: SequenceRecommender, out_dir: Path) -> None:
 
 
 def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] | None = None,
-               item_table: torch.Tensor | None = None) -> None:
-    """Adapter via ``save_pretrained`` (safetensors), the rest as safetensors + JSON. No pickles."""
+               item_table: torch.Tensor | None = None, item_ids: list[str] | None = None) -> None:
+    """Adapter via ``save_pretrained`` (safetensors), the rest as safetensors + JSON. No pickles.
+
+    ``item_table`` (a catalogue's table: padding row 0, then one row per item) is saved as the
+    item embedding index, its rows labelled with that catalogue's ``item_ids``.
+    """
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
@@ -331,8 +341,11 @@ def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] |
     with open(out_dir / CONFIG_FILE, "w") as handle:
         json.dump(asdict(model.config), handle, indent=1)
     if item_table is not None:
+        if item_ids is None or len(item_ids) != len(item_table) - 1:
+            raise ValueError(f"the item index needs one item id per row: {len(item_table) - 1} rows, "
+                             f"{'no' if item_ids is None else len(item_ids)} ids")
         save_file({"item_vectors": item_table[1:].detach().contiguous()}, out_dir / ITEM_INDEX_FILE,
-                  metadata={"item_ids": json.dumps(model.config.item_ids)})
+                  metadata={"item_ids": json.dumps(list(item_ids))})
     if card is not None:
         (out_dir / "README.md").write_text(model_card(card))
 

@@ -1,9 +1,10 @@
 """Model registry: versions, the champion alias and an audit log in SQL, artifacts on disk.
 
 The database (SQLite in the embedded default, PostgreSQL in production) holds one row per
-registered model version, one ``champion`` alias and an append-only audit log. Artifacts live
-in a content-addressed store, ``<artifact_store>/<sha256>/``, so the same weights are stored
-once and any tampering is detected when a version's artifact is resolved.
+registered model version with its lineage, one ``champion`` alias and an append-only audit
+log. Artifacts live in a content-addressed store, ``<artifact_store>/<sha256>/``, so the same
+weights are stored once and any tampering is detected when a version's artifact is resolved.
+The schema is migrated with Alembic when the registry opens (``pipelines.migrations``).
 
 Registration stores the artifact first and then, in one database transaction, inserts the
 version row, its audit row and (when blessed) moves the champion alias. A crash between the
@@ -12,7 +13,13 @@ two steps leaves at worst an unreferenced artifact directory, which the next run
 Writers are serialised: PostgreSQL takes a transaction-level advisory lock, SQLite a
 ``BEGIN IMMEDIATE`` write lock. Inside that lock the next version number is ``max + 1``, so
 concurrent registers (threads or processes) never collide and the alias always ends on the
-last committed blessed version.
+last committed alias move.
+
+Every move of the champion alias (the gate's promotion, a manual or forced promotion, a
+rollback) writes an audit entry in the same transaction. Each such entry names, in
+``details["back_to_entry"]``, the earlier entry whose champion a rollback would restore, so the
+champions form a stack that ``rollback`` pops with a few lookups on the audit log's primary
+key (the newest move, then the entry it points to), however long the log.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     CheckConstraint,
@@ -52,16 +60,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, make_url
 
+from pipelines import migrations
 from pipelines.io import NonRetryableError, sha256_dir
 
 log = logging.getLogger(__name__)
 
 STATUS_BLESSED = "blessed"  # passed the gate; became champion when registered
-STATUS_REJECTED = "rejected"  # refused by the gate; kept for the record, never champion
+STATUS_REJECTED = "rejected"  # refused by the gate; champion only through a forced promotion
 STATUSES = (STATUS_BLESSED, STATUS_REJECTED)
 
-ACTION_PROMOTE = "promote"
-ACTION_REFUSE = "refuse"
+ACTION_PROMOTE = "promote"  # a blessed version made champion (by the gate or by hand)
+ACTION_REFUSE = "refuse"  # the gate refused a candidate; the champion stays
+ACTION_FORCE_PROMOTE = "force_promote"  # a version the gate refused made champion by hand
+ACTION_ROLLBACK = "rollback"
+ACTION_BLESS = "bless"  # the gate blessed a refused version that was already champion (forced); no move
+ALIAS_ACTIONS = (ACTION_PROMOTE, ACTION_FORCE_PROMOTE, ACTION_ROLLBACK)  # the entries that move the champion
 
 CHAMPION = "champion"
 
@@ -69,6 +82,7 @@ CHAMPION = "champion"
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"pipelines.registry").digest()[:8], "big", signed=True)
 _WRITE_OPTION = "registry_write"  # execution option that makes SQLite begin IMMEDIATE
 _SQLITE_BUSY_TIMEOUT_S = 60.0
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 metadata = MetaData()
 
@@ -90,6 +104,8 @@ model_versions = Table(
     Column("git_commit", String(64), nullable=False),
     Column("report_path", Text, nullable=False),
     Column("reason", Text, nullable=False),
+    Column("dvc_lock_sha256", String(64), nullable=True),  # revision 0002
+    Column("parent_version", Integer, ForeignKey("model_versions.version"), nullable=True),  # revision 0002
     # A rerun of the same night with the same artifact must find its earlier row.
     UniqueConstraint("artifact_sha256", "run_date", name="uq_model_versions_artifact_run"),
     CheckConstraint(f"status IN ('{STATUS_BLESSED}', '{STATUS_REJECTED}')", name="ck_model_versions_status"),
@@ -127,6 +143,18 @@ class ArtifactIntegrityError(NonRetryableError):
     """A stored artifact's content no longer matches the hash it was registered under."""
 
 
+class RegistryError(NonRetryableError):
+    """A registry operation that cannot be done as asked (bad input, refused, nothing to do)."""
+
+
+class PromotionRefusedError(RegistryError):
+    """A manual promotion of a version the gate refused, asked without ``force``."""
+
+
+class NothingToRollBackError(RegistryError):
+    """There is no earlier champion to go back to."""
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     version: int
@@ -144,6 +172,8 @@ class ModelVersion:
     git_commit: str
     report_path: str
     reason: str
+    dvc_lock_sha256: str | None = None
+    parent_version: int | None = None  # the champion it was warm-started from or compared with
 
     @property
     def blessed(self) -> bool:
@@ -165,6 +195,49 @@ class AuditEntry:
     details: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ChampionChange:
+    """The outcome of ``promote`` or ``rollback``.
+
+    Attributes:
+        previous: The champion before (None where there was none).
+        champion: The champion now.
+        audit_id: The audit entry of the move; None when nothing changed (already champion).
+    """
+
+    previous: int | None
+    champion: ModelVersion
+    audit_id: int | None
+
+    @property
+    def moved(self) -> bool:
+        return self.audit_id is not None
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """What differs between two versions; each section maps a key to ``{"v1": a, "v2": b}``.
+
+    A key that only one version has carries only that side. Nested params and metrics are
+    flattened to dotted keys (``candidate.ndcg@10``); lineage holds the lineage columns and
+    the lineage record's entries (``lineage.<key>``); status holds status, reason and champion.
+    """
+
+    v1: int
+    v2: int
+    status: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, Any]]
+    lineage: dict[str, dict[str, Any]]
+
+    @property
+    def identical(self) -> bool:
+        return not (self.status or self.params or self.metrics or self.lineage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Registry:
     """A model registry on a SQLAlchemy URL with a content-addressed artifact store.
 
@@ -182,8 +255,7 @@ class Registry:
         self.artifact_store.mkdir(parents=True, exist_ok=True)
         self._engine = _create_engine(url)
         try:
-            with self._write() as conn:  # the lock also serialises concurrent first opens
-                metadata.create_all(conn)
+            self._migrate()
         except BaseException:
             self._engine.dispose()
             raise
@@ -229,12 +301,9 @@ class Registry:
 
     def artifact_path(self, version: int) -> Path:
         """The stored artifact of ``version``, after checking its content still matches."""
-        sha = self.get(version).artifact_sha256
-        path = self.artifact_store / sha
-        if not path.is_dir():
-            raise ArtifactIntegrityError(f"artifact of version {version} is missing from the store: {path}")
-        _verify(path, sha)
-        return path
+        found = self.get(version)
+        self._verify_artifact(found)
+        return self.artifact_store / found.artifact_sha256
 
     # -- registration --------------------------------------------------------------------
 
@@ -253,17 +322,28 @@ class Registry:
         git_commit: str,
         report_path: str,
         actor: str = "pipeline",
+        dvc_lock_sha256: str | None = None,
+        parent_version: int | None = None,
     ) -> ModelVersion:
         """Records a candidate: a blessed one becomes champion, a refused one is kept on file.
 
         Idempotent per (artifact hash, run date): a rerun of the same night returns the
         existing version and writes nothing, except that a version first refused and now
         blessed is promoted (and audited).
+
+        Args:
+            dvc_lock_sha256: sha256 of the ``dvc.lock`` the night ran with; defaults to
+                ``lineage["dvc_lock_sha256"]``, where the promote stage records it.
+            parent_version: The champion the candidate was warm-started from or compared
+                with; must be a registered version. None where there was none (or unknown).
         """
         _check_run_date(run_date)
         start, end = data_interval
+        dvc_lock = _dvc_lock_digest(dvc_lock_sha256, lineage)
         sha, stored = self.store_artifact(model_dir)  # before the transaction: see module doc
         with self._write() as conn:
+            if parent_version is not None:
+                _select_version(conn, parent_version, role="parent_version")
             existing = _find(conn, sha, run_date)
             if existing is not None:
                 version = existing.version
@@ -289,9 +369,81 @@ class Registry:
                     "git_commit": git_commit,
                     "report_path": str(report_path),
                     "reason": reason,
+                    "dvc_lock_sha256": dvc_lock,
+                    "parent_version": parent_version,
                 }
                 _insert_version(conn, row, actor=actor)
             return _to_version(_select_version(conn, version))
+
+    # -- champion moves ------------------------------------------------------------------
+
+    def promote(self, version: int, *, reason: str, actor: str, force: bool = False) -> ChampionChange:
+        """Makes ``version`` the champion by hand, after checking its artifact's hash.
+
+        The gate promotes on its own (``register``); this is the operator's override. A
+        version the gate refused needs ``force=True``. Promoting the current champion changes
+        and audits nothing.
+
+        Raises:
+            RegistryError: ``reason`` or ``actor`` is empty.
+            PromotionRefusedError: The gate refused ``version`` and ``force`` is False.
+            UnknownVersionError: No such version.
+            ArtifactIntegrityError: Its stored artifact is missing or modified.
+        """
+        reason, actor = _required_text(reason, "reason"), _required_text(actor, "actor")
+        with self._write() as conn:
+            target = _to_version(_select_version(conn, version))
+            previous = _champion_version(conn)
+            if previous == version:
+                log.info("version %d is already the champion; nothing to do", version)
+                return ChampionChange(previous=previous, champion=target, audit_id=None)
+            if target.status == STATUS_REJECTED and not force:
+                raise PromotionRefusedError(
+                    f"version {version} was refused by the gate ({target.reason}); "
+                    "promoting it by hand needs force=True and a reason"
+                )
+            self._verify_artifact(target)
+            action = ACTION_FORCE_PROMOTE if target.status == STATUS_REJECTED else ACTION_PROMOTE
+            details = {"manual": True, "forced": force, "status": target.status}
+            audit_id = _move_champion(conn, version, action=action, actor=actor, reason=reason, details=details)
+        log.info("%s: version %d is champion (was %s) by %s: %s", action, version, previous, actor, reason)
+        return ChampionChange(previous=previous, champion=target, audit_id=audit_id)
+
+    def rollback(self, *, reason: str, actor: str, to_version: int | None = None) -> ChampionChange:
+        """Gives the champion alias back to the previous champion, or to ``to_version``.
+
+        The previous champion is the one before the current one in the audit trail; a second
+        rollback goes one further back (the champions form a stack), never forth again.
+        ``to_version`` must have been champion before; any other version needs ``promote``.
+        The newest move and the entry it points to are found on the primary key, so the cost
+        does not grow with the log.
+
+        Raises:
+            RegistryError: ``reason`` or ``actor`` is empty, ``to_version`` is the champion or
+                was never champion.
+            NothingToRollBackError: No champion, or no champion before it.
+            UnknownVersionError: ``to_version`` is not registered.
+            ArtifactIntegrityError: The target's stored artifact is missing or modified.
+        """
+        reason, actor = _required_text(reason, "reason"), _required_text(actor, "actor")
+        with self._write() as conn:
+            current = _champion_version(conn)
+            latest = _latest_alias_entry(conn)
+            if current is None or latest is None:
+                raise NothingToRollBackError("nothing to roll back: the registry has no champion yet")
+            if to_version is None:
+                target_id, back_to = _rollback_target(conn, latest, current)
+            else:
+                target_id, back_to = _explicit_target(conn, to_version, current), latest.id
+            target = _to_version(_select_version(conn, target_id))
+            self._verify_artifact(target)
+            details = {"rolled_back_from": current, "requested": to_version}
+            audit_id = _move_champion(
+                conn, target.version, action=ACTION_ROLLBACK, actor=actor, reason=reason, details=details,
+                back_to_entry=back_to,
+            )
+        log.info("rollback: version %d is champion again (was %d) by %s: %s", target.version, current, actor, reason)
+        return ChampionChange(previous=current, champion=target, audit_id=audit_id)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -316,12 +468,47 @@ class Registry:
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
         """Audit entries, newest first; ``limit`` keeps only the most recent ones."""
+        if limit is not None and limit < 1:
+            raise RegistryError(f"audit log limit must be at least 1, got {limit}")
         query = select(audit_log_table).order_by(audit_log_table.c.id.desc()).limit(limit)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_to_audit(r) for r in rows]
 
+    def diff(self, v1: int, v2: int) -> VersionDiff:
+        """What differs between two versions: status, params, metrics and lineage, as data."""
+        with self._engine.connect() as conn:
+            a, b = _to_version(_select_version(conn, v1)), _to_version(_select_version(conn, v2))
+            champion = _champion_version(conn)
+        status = {
+            "status": (a.status, b.status),
+            "reason": (a.reason, b.reason),
+            "champion": (a.version == champion, b.version == champion),
+        }
+        return VersionDiff(
+            v1=v1,
+            v2=v2,
+            status=_changes({k: v[0] for k, v in status.items()}, {k: v[1] for k, v in status.items()}),
+            params=_changes(_flatten(a.params), _flatten(b.params)),
+            metrics=_changes(_flatten(a.metrics), _flatten(b.metrics)),
+            lineage=_changes(_lineage_of(a), _lineage_of(b)),
+        )
+
     # -- internals -----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Applies pending schema migrations; only takes the writer lock when some are due."""
+        with self._engine.connect() as conn:
+            if migrations.current_revision(conn) == migrations.HEAD_REVISION:
+                return
+        with self._write() as conn:  # the lock serialises concurrent first opens
+            migrations.upgrade(conn)  # checks the revision again, under the lock
+
+    def _verify_artifact(self, version: ModelVersion) -> None:
+        path = self.artifact_store / version.artifact_sha256
+        if not path.is_dir():
+            raise ArtifactIntegrityError(f"artifact of version {version.version} is missing from the store: {path}")
+        _verify(path, version.artifact_sha256)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -374,43 +561,115 @@ def _next_version(conn: Connection) -> int:
 
 
 def _insert_version(conn: Connection, row: dict[str, Any], *, actor: str) -> None:
-    blessed = row["status"] == STATUS_BLESSED
-    previous = _champion_version(conn)
+    version, reason = row["version"], row["reason"]
     conn.execute(insert(model_versions).values(**row))
-    _audit(
-        conn,
-        action=ACTION_PROMOTE if blessed else ACTION_REFUSE,
-        version=row["version"],
-        actor=actor,
-        reason=row["reason"],
-        details={"run_date": row["run_date"], "artifact_sha256": row["artifact_sha256"], "previous_champion": previous},
-    )
-    if blessed:
-        _move_alias(conn, CHAMPION, row["version"])
-    log.info("registered version %d (%s): %s", row["version"], row["status"], row["reason"])
+    details = {"run_date": row["run_date"], "artifact_sha256": row["artifact_sha256"]}
+    if row["status"] == STATUS_BLESSED:
+        _move_champion(conn, version, action=ACTION_PROMOTE, actor=actor, reason=reason, details=details)
+    else:
+        details["previous_champion"] = _champion_version(conn)
+        _audit(conn, action=ACTION_REFUSE, version=version, actor=actor, reason=reason, details=details)
+    log.info("registered version %d (%s): %s", version, row["status"], reason)
 
 
 def _promote_existing(conn: Connection, version: int, *, reason: str, actor: str) -> None:
-    previous = _champion_version(conn)
     conn.execute(
         update(model_versions)
         .where(model_versions.c.version == version)
         .values(status=STATUS_BLESSED, reason=reason)
     )
-    _audit(
-        conn,
-        action=ACTION_PROMOTE,
-        version=version,
-        actor=actor,
-        reason=reason,
-        details={"previous_status": STATUS_REJECTED, "previous_champion": previous},
-    )
-    _move_alias(conn, CHAMPION, version)
+    details: dict[str, Any] = {"previous_status": STATUS_REJECTED}
+    champion = _champion_version(conn)
+    if champion == version:  # force-promoted earlier: the alias stays, so no move goes on the stack
+        details["previous_champion"] = champion
+        _audit(conn, action=ACTION_BLESS, version=version, actor=actor, reason=reason, details=details)
+        log.info("blessed version %d, already the champion: %s", version, reason)
+        return
+    _move_champion(conn, version, action=ACTION_PROMOTE, actor=actor, reason=reason, details=details)
     log.info("promoted previously refused version %d: %s", version, reason)
 
 
 def _champion_version(conn: Connection) -> int | None:
     return conn.execute(select(aliases.c.version).where(aliases.c.alias == CHAMPION)).scalar_one_or_none()
+
+
+def _move_champion(
+    conn: Connection,
+    version: int,
+    *,
+    action: str,
+    actor: str,
+    reason: str,
+    details: Mapping[str, Any],
+    back_to_entry: int | None | Literal["latest"] = "latest",
+) -> int:
+    """Audits and moves the champion alias; returns the audit entry's id. Needs the writer lock.
+
+    Args:
+        back_to_entry: The audit entry whose champion a rollback of this move restores;
+            "latest" (a new move pushed on the stack) means the entry that made the current
+            champion.
+    """
+    if back_to_entry == "latest":
+        latest = _latest_alias_entry(conn)
+        back_to_entry = None if latest is None else latest.id
+    full = {**details, "previous_champion": _champion_version(conn), "back_to_entry": back_to_entry}
+    audit_id = _audit(conn, action=action, version=version, actor=actor, reason=reason, details=full)
+    _move_alias(conn, CHAMPION, version)
+    return audit_id
+
+
+def _latest_alias_entry(conn: Connection, before: int | None = None) -> AuditEntry | None:
+    """The newest audit entry that moved the champion (older than entry ``before`` if given)."""
+    query = select(audit_log_table).where(audit_log_table.c.action.in_(ALIAS_ACTIONS))
+    if before is not None:
+        query = query.where(audit_log_table.c.id < before)
+    row = conn.execute(query.order_by(audit_log_table.c.id.desc()).limit(1)).first()
+    return None if row is None else _to_audit(row)
+
+
+def _back_to(conn: Connection, entry: AuditEntry) -> int | None:
+    """The audit entry a rollback of ``entry`` returns to.
+
+    Entries written before rollbacks existed carry no pointer; they were plain promotions,
+    each on top of the one before it.
+    """
+    if "back_to_entry" in entry.details:
+        return entry.details["back_to_entry"]
+    earlier = _latest_alias_entry(conn, before=entry.id)
+    return None if earlier is None else earlier.id
+
+
+def _rollback_target(conn: Connection, latest: AuditEntry, current: int) -> tuple[int, int | None]:
+    """The previous champion and the entry a rollback of the rollback would return to."""
+    target_id = _back_to(conn, latest)
+    if target_id is None:
+        raise NothingToRollBackError(f"nothing to roll back to: version {current} is the first champion on record")
+    row = conn.execute(select(audit_log_table).where(audit_log_table.c.id == target_id)).first()
+    target = None if row is None else _to_audit(row)
+    if target is None or target.version is None or target.version == current:
+        raise RegistryError(
+            f"audit entry {latest.id} points back to entry {target_id}, which names no earlier champion"
+        )
+    return target.version, _back_to(conn, target)
+
+
+def _explicit_target(conn: Connection, version: int, current: int) -> int:
+    """Checks that ``version`` can be rolled back to: registered, not champion, champion before."""
+    _select_version(conn, version)
+    if version == current:
+        raise RegistryError(f"version {version} is already the champion; nothing to roll back")
+    was_champion = conn.execute(
+        select(audit_log_table.c.id)
+        .where(audit_log_table.c.version == version, audit_log_table.c.action.in_(ALIAS_ACTIONS))
+        .limit(1)
+    ).first()
+    if was_champion is None:
+        raise RegistryError(
+            f"version {version} was never champion, so there is nothing to roll back to; "
+            "promote it (with force and a reason) instead"
+        )
+    return version
 
 
 def _move_alias(conn: Connection, alias: str, version: int) -> None:
@@ -423,18 +682,19 @@ def _move_alias(conn: Connection, alias: str, version: int) -> None:
 
 def _audit(
     conn: Connection, *, action: str, version: int | None, actor: str, reason: str, details: Mapping[str, Any]
-) -> None:
-    conn.execute(
+) -> int:
+    result = conn.execute(
         insert(audit_log_table).values(
             at=_utcnow(), action=action, version=version, actor=actor, reason=reason, details_json=_dumps(details)
         )
     )
+    return int(result.inserted_primary_key[0])
 
 
-def _select_version(conn: Connection, version: int) -> Row[Any]:
+def _select_version(conn: Connection, version: int, role: str = "model version") -> Row[Any]:
     row = conn.execute(select(model_versions).where(model_versions.c.version == version)).first()
     if row is None:
-        raise UnknownVersionError(f"model version {version} is not in the registry")
+        raise UnknownVersionError(f"{role} {version} is not in the registry")
     return row
 
 
@@ -456,6 +716,8 @@ def _to_version(row: Row[Any]) -> ModelVersion:
         git_commit=m["git_commit"],
         report_path=m["report_path"],
         reason=m["reason"],
+        dvc_lock_sha256=m["dvc_lock_sha256"],
+        parent_version=m["parent_version"],
     )
 
 
@@ -511,6 +773,60 @@ def _check_run_date(run_date: str) -> None:
         ok = False
     if not ok:
         raise NonRetryableError(f"run_date must be 'YYYY-MM-DD', got {run_date!r}")
+
+
+def _required_text(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RegistryError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _dvc_lock_digest(explicit: str | None, lineage: Mapping[str, Any]) -> str | None:
+    """The ``dvc.lock`` digest from the keyword or, failing that, the lineage record."""
+    recorded = lineage.get("dvc_lock_sha256")
+    if explicit is not None and recorded is not None and explicit != recorded:
+        raise NonRetryableError(f"dvc_lock_sha256 {explicit!r} contradicts lineage['dvc_lock_sha256'] {recorded!r}")
+    digest = explicit if explicit is not None else recorded
+    if digest is not None and not (isinstance(digest, str) and _SHA256_HEX.fullmatch(digest)):
+        raise NonRetryableError(f"dvc_lock_sha256 must be 64 lowercase hex digits, got {digest!r}")
+    return digest
+
+
+def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys; other values (lists included) are compared whole."""
+    flat: dict[str, Any] = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    changed: dict[str, dict[str, Any]] = {}
+    for key in sorted(set(a) | set(b)):
+        if key in a and key in b and a[key] == b[key]:
+            continue
+        changed[key] = {side: values[key] for side, values in (("v1", a), ("v2", b)) if key in values}
+    return changed
+
+
+def _lineage_of(version: ModelVersion) -> dict[str, Any]:
+    """Where a version came from: its lineage columns and its lineage record's entries."""
+    columns = {
+        "run_date": version.run_date,
+        "base_model": version.base_model,
+        "artifact_sha256": version.artifact_sha256,
+        "data_interval": list(version.data_interval),
+        "dvc_lock_sha256": version.dvc_lock_sha256,
+        "parent_version": version.parent_version,
+        "git_commit": version.git_commit,
+        "report_path": version.report_path,
+    }
+    record = {f"lineage.{k}": v for k, v in _flatten(version.lineage).items() if k not in columns}
+    return {**columns, **record}
 
 
 def _dumps(payload: Mapping[str, Any]) -> str:

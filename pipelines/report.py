@@ -3,8 +3,9 @@
 `render_report(evaluation)` turns the evaluate stage's result dict into a page with inline CSS and
 inline SVG only (no scripts, no links, nothing fetched; readable on screen and on paper). In order:
 
-* ``#blessing``: the gate's decision in big green/red text, its reason and every check
-  (metric, rule, threshold, champion, candidate, delta, interval, pass/fail);
+* ``#blessing``: the gate's decision in big green/red text, its reason, the bootstrap rule on a
+  first night, and every check (metric or slice, rule, threshold, champion, candidate, MostPop,
+  delta, paired 95% interval, pass/fail/skipped, reason);
 * ``#metrics``: one row per model, the headline metrics at K with their 95% bootstrap intervals;
 * ``#by-k``: NDCG@K (and HR@K where computed at several K) against K, one line per model;
 * ``#deltas``: candidate minus champion, paired per user, with 95% interval whiskers and a zero line;
@@ -377,26 +378,40 @@ def _blessing_section(blessing: Mapping[str, Any]) -> str:
     blessed = bool(blessing.get("blessed"))
     decision = str(blessing.get("decision") or ("BLESSED" if blessed else "NOT_BLESSED"))
     checks = _records(blessing.get("checks"))
-    head = ["metric", "rule", "threshold", "champion", "candidate", "delta", "interval", "result", "reason"]
+    head = ["metric", "rule", "threshold", "champion", "candidate", "MostPop", "delta", "95% interval", "result",
+            "reason"]
     rows = [_check_row(check) for check in checks]
     classes = ["skipped" if c.get("skipped") else "pass" if c.get("passed") else "fail" for c in checks]
-    table = (_table(head, rows, row_classes=classes, text_columns=frozenset({0, 1, 7, 8})) if checks
+    table = (_table(head, rows, row_classes=classes, text_columns=frozenset({0, 1, 8, 9})) if checks
              else _empty("No checks were run."))
+    note = ("<p>Change rules (min_gain, max_loss) are judged on the lower bound of the paired 95% bootstrap "
+            "interval of candidate minus champion; floors, MostPop and slice checks on point values. "
+            "Thresholds, deltas and intervals of relative rules are fractions of the champion's value (%).</p>")
+    bootstrap = blessing.get("bootstrap_rule")
+    rule = f'<p>{_esc(bootstrap)}</p>' if bootstrap else ""
     return (f'<p class="decision {"pass" if blessed else "fail"}">{_esc(decision)}</p>'
-            f'<p class="reason">{_esc(blessing.get("reason", ""))}</p>{table}')
+            f'<p class="reason">{_esc(blessing.get("reason", ""))}</p>{rule}{table}{note if checks else ""}')
+
+
+def _fmt_rule(value: object, relative: bool, signed: bool = True) -> str:
+    """A threshold, delta or bound: percent of the champion's value for relative rules."""
+    number = _number(value)
+    if number is None:
+        return ""
+    return (f"{number:+.2%}" if signed else f"{number:.2%}") if relative else _fmt(number, signed=signed)
 
 
 def _check_row(check: Mapping[str, Any]) -> list[str]:
-    reference = ""
-    if "champion" in check:
-        reference = _fmt(check.get("champion"))
-    elif "mostpop" in check:  # the min_gain_vs_mostpop rule compares with MostPop instead
-        reference = f"{_fmt(check.get('mostpop'))} (MostPop)"
+    relative = bool(check.get("relative"))
+    scope = f"{check.get('metric', '')} in {check['slice']}" if check.get("slice") else str(check.get("metric", ""))
+    rule = f"{check.get('rule', '')}{' (relative)' if relative else ''}"
+    pair = _pair(check.get("interval"))
+    interval = "" if pair is None else f"[{_fmt_rule(pair[0], relative)}, {_fmt_rule(pair[1], relative)}]"
     result = "skipped" if check.get("skipped") else "pass" if check.get("passed") else "FAIL"
-    return [str(check.get("metric", "")), str(check.get("rule", "")), _fmt(check.get("threshold")), reference,
-            _fmt(check.get("candidate")) if "candidate" in check else "",
-            _fmt(check.get("delta"), signed=True) if "delta" in check else "",
-            _fmt_interval(check.get("interval"), signed=True), result, str(check.get("reason", ""))]
+    values = [_fmt(check[key]) if _number(check.get(key)) is not None else "" for key in
+              ("champion", "candidate", "mostpop")]
+    return [scope, rule, _fmt_rule(check.get("threshold"), relative, signed=False), *values,
+            _fmt_rule(check.get("delta"), relative), interval, result, str(check.get("reason", ""))]
 
 
 def _headline_metrics(models: Mapping[str, Any], k: int) -> list[str]:

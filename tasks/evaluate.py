@@ -26,15 +26,16 @@ def read_curve(path: Path) -> list[dict[str, str]]:
 
 
 def champion_model(params: dict[str, Any]):
-    """The current champion from the registry, or (None, None) on the first night."""
+    """The current champion: (version, model, artifact directory), or Nones on the first night."""
     from pipelines.model import load_model
     from pipelines.registry import Registry
 
     with Registry(params["paths"]["registry_url"], Path(params["paths"]["artifact_store"])) as registry:
         champion = registry.champion()
         if champion is None:
-            return None, None
-        return champion.version, load_model(registry.artifact_path(champion.version))
+            return None, None, None
+        directory = registry.artifact_path(champion.version)
+        return champion.version, load_model(directory), directory
 
 
 def champion_history(params: dict[str, Any], k: int) -> list[dict[str, Any]]:
@@ -66,14 +67,18 @@ def rank_all_models(params: dict[str, Any], profiles, split, k_max: int) -> tupl
     from pipelines.baselines import fit_ease
     from pipelines.evaluation import model_scorer, most_popular_scorer, rank_eval_set
     from pipelines.model import Catalogue, load_model
+    from pipelines.reranker import with_reranker
 
     settings, paths = params["evaluate"], params["paths"]
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
-    scorers = {"candidate": model_scorer(candidate := load_model(Path(paths["candidate"])),
-                                         Catalogue(candidate, item_ids, texts))}
-    champion_version, champion = champion_model(params)
-    if champion is not None:  # never its old numbers: it is scored again on tonight's split
-        scorers["champion"] = model_scorer(champion, Catalogue(champion, item_ids, texts))
+    candidate = load_model(Path(paths["candidate"]))
+    # With a re-ranker saved next to it (finetune.reranker), the candidate is scored as it would serve.
+    scorers = {"candidate": with_reranker(model_scorer(candidate, Catalogue(candidate, item_ids, texts)),
+                                          Path(paths["candidate"]), item_ids, texts)}
+    champion_version, champion, champion_dir = champion_model(params)
+    if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
+        scorers["champion"] = with_reranker(model_scorer(champion, Catalogue(champion, item_ids, texts)),
+                                            champion_dir, item_ids, texts)
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
     if len(item_ids) <= int(settings.get("ease_max_items", 20000)):
         scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.get("ease_lambdas", [100.0]),
@@ -105,7 +110,8 @@ def test_slices(profiles, split, item_ids: list[str]) -> dict:
 
 def evaluate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     from pipelines.analysis import analyse
-    from pipelines.evaluation import bless, test_set
+    from pipelines.evaluation import test_set
+    from pipelines.gate import bless
     from pipelines.io import atomic_dir, read_json, write_json, write_manifest, write_text
     from pipelines.profiles import load_profiles
     from pipelines.report import render_report
@@ -127,7 +133,7 @@ def evaluate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     models = {name: result["metrics"] for name, result in analysis["models"].items()}
     for name, metrics in models.items():
         log.info("%s: %s", name, {m: round(v, 4) for m, v in metrics.items() if m.endswith(f"@{k}")})
-    blessing = bless(settings.get("thresholds") or [], models["candidate"], models.get("champion"), models["MostPop"])
+    blessing = bless(settings.get("gate"), analysis, k=k, ks=ks)
     blessing.update(champion_version=champion_version, logical_date=source["logical_date"])
     log.info("decision: %s (%s)", blessing["decision"], blessing["reason"])
 

@@ -1,4 +1,9 @@
-"""Stage publish: the champion's top-K per user, written to the warehouse for the night."""
+"""Stage publish: the champion's top-K per user, written to the warehouse for the night.
+
+It runs only after the night's promotion decision. A promoted candidate is the champion and is
+served; after a refusal the champion that is still current (the previous one) is served. The
+summary names the decision, the version served and why. A rerun replaces the night's rows.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +17,99 @@ from tasks.common import parse_date, run_stage, stage_parser
 log = logging.getLogger("retrain.publish")
 
 
+def read_decision(promote_dir: Path, logical_date: str) -> dict[str, Any]:
+    """The night's promotion decision; publishing without it would serve an unknown model."""
+    from pipelines.io import NonRetryableError, read_json
+
+    path = Path(promote_dir) / "decision.json"
+    if not path.is_file():
+        raise NonRetryableError(f"no promotion decision at {path}: run promote for {logical_date} first")
+    decision = read_json(path)
+    if decision.get("logical_date") != logical_date:
+        raise NonRetryableError(f"promotion decision at {path} is for {decision.get('logical_date')}, "
+                                f"not {logical_date}: run promote for {logical_date} first")
+    return decision
+
+
+def serving_reason(decision: dict[str, Any], champion_version: int | None, champion_date: str | None) -> str:
+    """Why this version (or nothing) is served tonight, in one sentence."""
+    candidate = decision["version"]
+    if decision["decision"] == "PROMOTED":
+        why = f"candidate version {candidate} was promoted"
+    else:
+        why = f"candidate version {candidate} was refused ({decision['reason']})"
+    if champion_version is None:
+        return f"{why}; there is no champion yet: nothing to publish"
+    expected = decision.get("champion_version")
+    if expected is not None and expected != champion_version:
+        why += f"; the champion has changed since the decision (version {expected} then)"
+    if champion_version == candidate:
+        return f"{why}; serving it (version {champion_version})"
+    return f"{why}; serving the current champion, version {champion_version} (registered for {champion_date})"
+
+
+def served_as(decision: dict[str, Any], champion_version: int | None) -> str:
+    if champion_version is None:
+        return "none"
+    return "candidate" if champion_version == decision["version"] else "previous champion"
+
+
+def serving_summary(decision: dict[str, Any], champion) -> dict[str, Any]:
+    """The promotion decision, the version served (None: nothing) and why, for summary.json."""
+    version = champion.version if champion else None
+    return {"promotion": decision["decision"], "candidate_version": decision["version"], "model_version": version,
+            "served": served_as(decision, version),
+            "reason": serving_reason(decision, version, champion.run_date if champion else None)}
+
+
 def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.evaluation import model_scorer
     from pipelines.extract import redact_url
-    from pipelines.io import NonRetryableError, atomic_dir, read_json, write_json, write_manifest
-    from pipelines.model import Catalogue, load_model
-    from pipelines.profiles import load_profiles
-    from pipelines.publish import top_k_recommendations, write_recommendations
+    from pipelines.io import atomic_dir, write_json, write_manifest
+    from pipelines.model import load_model
     from pipelines.registry import Registry
 
     paths, k = params["paths"], int(params["publish"]["k"])
     logical_date = parse_date(args.logical_date).isoformat()
-    decision = read_json(Path(paths["promote"]) / "decision.json")
-    if decision["logical_date"] != logical_date:
-        raise NonRetryableError(f"promotion decision is for {decision['logical_date']}, not {logical_date}")
+    decision = read_decision(Path(paths["promote"]), logical_date)
     with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
         champion = registry.champion()
-        model = load_model(registry.artifact_path(champion.version)) if champion else None
-    summary: dict[str, Any] = {"logical_date": logical_date, "promotion": decision["decision"],
+        model_dir = registry.artifact_path(champion.version) if champion else None
+        model = load_model(model_dir) if model_dir else None
+    summary: dict[str, Any] = {"logical_date": logical_date, **serving_summary(decision, champion),
                                "warehouse": redact_url(paths["warehouse_url"]), "table": "recommendations"}
+    log.info("%s", summary["reason"])
     if model is None:
-        summary.update(model_version=None, rows=0, reason="no champion yet: nothing to publish")
+        summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        profiles = load_profiles(paths["profiles"])
-        seqs = profiles.sequences
-        histories = [list(t) + [x for x in (v, s) if isinstance(x, str)]
-                     for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
-        item_ids = list(profiles.items["item_id"])
-        scorer = model_scorer(model, Catalogue(model, item_ids, list(profiles.items["text"])))
-        recs = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, k)
-        rows = write_recommendations(paths["warehouse_url"], logical_date, champion.version, recs)
-        summary.update(model_version=champion.version, rows=rows, users=int(recs["user_id"].nunique()))
-        log.info("published %d rows for %d users with model version %d", rows, summary["users"], champion.version)
+        rows, users = score_and_write(model, model_dir, champion.version, paths, logical_date, k)
+        summary.update(rows=rows, users=users)
+        log.info("published %d rows for %d users with model version %d", rows, users, champion.version)
     with atomic_dir(Path(paths["publish"])) as staging:
         write_json(staging / "summary.json", summary)
         write_manifest(staging, stage="publish", logical_date=logical_date)
+
+
+def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any], logical_date: str,
+                    k: int) -> tuple[int, int]:
+    """Scores every profiled user (whole history excluded), re-ranked when the champion carries a
+    re-ranker, and replaces the night's rows."""
+    from pipelines.evaluation import model_scorer
+    from pipelines.model import Catalogue
+    from pipelines.profiles import load_profiles
+    from pipelines.publish import top_k_recommendations, write_recommendations
+    from pipelines.reranker import with_reranker
+
+    profiles = load_profiles(paths["profiles"])
+    seqs = profiles.sequences
+    histories = [list(t) + [x for x in (v, s) if isinstance(x, str)]
+                 for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
+    item_ids = list(profiles.items["item_id"])
+    texts = list(profiles.items["text"])
+    scorer = with_reranker(model_scorer(model, Catalogue(model, item_ids, texts)), model_dir, item_ids, texts)
+    recs = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, k)
+    rows = write_recommendations(paths["warehouse_url"], logical_date, version, recs)
+    return rows, int(recs["user_id"].nunique())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,11 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     assert low <= candidate["metrics"]["ndcg@10"] <= high and {"ndcg@1", "ndcg@20"} <= set(candidate["metrics"])
     paired = evaluation["paired"]["ndcg@10"]
     assert paired["low"] <= paired["delta"] <= paired["high"]
+    # night two has a champion: its change rules are judged on the paired interval, not skipped
+    changes = [c for c in blessing["checks"] if c["rule"] in ("min_gain", "max_loss")]
+    assert changes and not any(c["skipped"] for c in changes) and blessing["bootstrap_rule"] is None
+    for check in changes:
+        assert check["interval"] == [evaluation["paired"][check["metric"]][b] for b in ("low", "high")]
     assert any(name.startswith("users:") for name in evaluation["slices"])
     history = evaluation["history"]
     assert [h["run_date"] for h in history] == list(NIGHTS)  # night one's own numbers, then re-scored

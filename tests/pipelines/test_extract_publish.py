@@ -1,16 +1,13 @@
-"""Extract reads the night's window; publish replaces a night's rows instead of duplicating."""
+"""Extract reads the night's window and only what was known before its end."""
 
 import datetime as dt
 
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from pipelines import schema
 from pipelines.extract import data_interval, extract_window, redact_url
-from pipelines.publish import top_k_recommendations, write_recommendations
-from pipelines.evaluation import most_popular_scorer
 
 
 @pytest.fixture
@@ -57,14 +54,3 @@ def test_extract_reads_only_what_is_known_before_the_interval_end(warehouse, tmp
 def test_redacted_url_hides_the_password():
     assert "s3cret" not in redact_url("postgresql://user:s3cret@db:5432/wh")
 
-
-def test_publish_rerun_replaces_the_night(tmp_path):
-    url = f"sqlite:///{tmp_path}/w.db"
-    scorer = most_popular_scorer([3.0, 2.0, 1.0])
-    recs = top_k_recommendations(scorer, ["u1", "u2"], [["a"], []], ["a", "b", "c"], k=2)
-    assert recs[recs.user_id == "u1"]["item_id"].tolist() == ["b", "c"]  # history excluded
-    for _ in range(2):
-        assert write_recommendations(url, "2026-03-01", 1, recs) == 4
-    write_recommendations(url, "2026-03-02", 2, recs)
-    stored = pd.read_sql("SELECT run_date, count(*) AS n FROM recommendations GROUP BY run_date", url)
-    assert stored.set_index("run_date")["n"].to_dict() == {"2026-03-01": 4, "2026-03-02": 4}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -130,3 +132,21 @@ def test_saved_artifact_is_byte_identical_across_processes(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], cwd=PROJECT_ROOT, env=env, check=True,
                        capture_output=True)
     assert sha256_dir(tmp_path / "0") == sha256_dir(tmp_path / "1")
+
+
+def test_item_index_rows_carry_the_catalogue_ids_they_were_computed_for(trained, tmp_path):
+    from safetensors import safe_open
+
+    from pipelines.model import ITEM_INDEX_FILE
+
+    model, *_ = trained
+    order = ["i3", "i0", "new item"]  # not the model's ID-map order, and one item it has never seen
+    catalogue = Catalogue(model, order, ["three", "zero", "a new one"])
+    with torch.no_grad():
+        table = catalogue.item_table(catalogue.text_vectors())
+    save_model(model, tmp_path, item_table=table, item_ids=catalogue.item_ids)
+    with safe_open(str(tmp_path / ITEM_INDEX_FILE), "pt") as index:
+        assert json.loads(index.metadata()["item_ids"]) == order
+        torch.testing.assert_close(index.get_tensor("item_vectors"), table[1:])
+    with pytest.raises(ValueError, match="one item id per row"):
+        save_model(model, tmp_path / "other", item_table=table, item_ids=order[:2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import shutil
 import threading
 from collections.abc import Iterator
@@ -16,15 +17,24 @@ from sqlalchemy import create_engine, func, select
 from pipelines import registry as registry_module
 from pipelines.io import NonRetryableError, sha256_dir
 from pipelines.registry import (
+    ACTION_BLESS,
+    ACTION_FORCE_PROMOTE,
     ACTION_PROMOTE,
     ACTION_REFUSE,
+    ACTION_ROLLBACK,
+    ALIAS_ACTIONS,
     STATUS_BLESSED,
     STATUS_REJECTED,
     ArtifactIntegrityError,
+    AuditEntry,
     ModelVersion,
+    NothingToRollBackError,
+    PromotionRefusedError,
     Registry,
+    RegistryError,
     UnknownVersionError,
     aliases,
+    audit_log_table,
     model_versions,
 )
 
@@ -295,3 +305,353 @@ def test_concurrent_registers_get_distinct_versions_and_one_champion(registry_ur
         assert sorted(e.version for e in log) == list(range(1, n + 1))
         assert {e.action for e in log} == {ACTION_PROMOTE}
         assert [e.details["previous_champion"] for e in reversed(log)] == [None, *range(1, n)]
+
+
+# -- lineage -------------------------------------------------------------------------------
+
+LOCK_A, LOCK_B = "a" * 64, "b" * 64
+
+
+def test_lineage_columns_are_recorded(registry: Registry, tmp_path: Path) -> None:
+    parent = register(registry, make_model(tmp_path, "a", "weights-a"), blessed=True, run_date="2026-03-01")
+
+    child = register(
+        registry, make_model(tmp_path, "b", "weights-b"), blessed=True, dvc_lock_sha256=LOCK_A,
+        parent_version=parent.version,
+    )
+
+    assert (child.dvc_lock_sha256, child.parent_version) == (LOCK_A, parent.version)
+    assert registry.get(child.version) == child
+    assert (parent.dvc_lock_sha256, parent.parent_version) == (None, None)
+
+
+def test_dvc_lock_digest_defaults_to_the_lineage_record(registry: Registry, tmp_path: Path) -> None:
+    # What tasks/promote.py passes: the digest inside lineage, no keyword.
+    version = register(registry, make_model(tmp_path, "a", "weights-a"), blessed=True,
+                       lineage={"dvc_lock_sha256": LOCK_B, "manifests": {}})
+
+    assert version.dvc_lock_sha256 == LOCK_B
+    assert version.lineage["dvc_lock_sha256"] == LOCK_B
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dvc_lock_sha256": "not-a-digest"}, "64 lowercase hex"),
+        ({"dvc_lock_sha256": LOCK_A, "lineage": {"dvc_lock_sha256": LOCK_B}}, "contradicts"),
+        ({"parent_version": 42}, "parent_version 42 is not in the registry"),
+    ],
+)
+def test_bad_lineage_is_refused_and_nothing_is_written(
+    registry: Registry, tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((NonRetryableError, UnknownVersionError), match=message):
+        register(registry, make_model(tmp_path, "a", "weights-a"), blessed=True, **overrides)
+
+    assert registry.list_versions() == [] and registry.audit_log() == []
+    assert registry.champion() is None
+
+
+# -- promote -------------------------------------------------------------------------------
+
+
+def three_versions(reg: Registry, tmp_path: Path) -> tuple[ModelVersion, ModelVersion, ModelVersion]:
+    """v1 blessed, v2 refused by the gate, v3 blessed and champion."""
+    v1 = register(reg, make_model(tmp_path, "m1", "weights-1"), blessed=True, run_date="2026-03-01")
+    v2 = register(reg, make_model(tmp_path, "m2", "weights-2"), blessed=False, run_date="2026-03-02")
+    v3 = register(reg, make_model(tmp_path, "m3", "weights-3"), blessed=True, run_date="2026-03-03")
+    return v1, v2, v3
+
+
+def alias_moves(reg: Registry) -> list[AuditEntry]:
+    """The audit entries that moved the champion, oldest first."""
+    return [e for e in reversed(reg.audit_log()) if e.action in ALIAS_ACTIONS]
+
+
+def test_promote_an_earlier_blessed_version(registry: Registry, tmp_path: Path) -> None:
+    v1, _, _ = three_versions(registry, tmp_path)
+
+    change = registry.promote(1, reason="v3 regressed on cold users", actor="alice")
+
+    assert (change.previous, change.champion, change.moved) == (3, v1, True)
+    assert registry.champion() == v1
+    entry = registry.audit_log(limit=1)[0]
+    assert entry.id == change.audit_id
+    assert (entry.action, entry.version, entry.actor, entry.reason) == (
+        ACTION_PROMOTE, 1, "alice", "v3 regressed on cold users"
+    )
+    assert entry.details["previous_champion"] == 3 and entry.details["manual"] is True
+
+
+def test_promote_of_a_refused_version_needs_force(registry: Registry, registry_url: str, tmp_path: Path) -> None:
+    three_versions(registry, tmp_path)
+    entries = len(registry.audit_log())
+
+    with pytest.raises(PromotionRefusedError, match="version 2 was refused by the gate.*force"):
+        registry.promote(2, reason="I know better", actor="alice")
+
+    assert registry.champion().version == 3
+    assert len(registry.audit_log()) == entries
+    assert count_rows(registry_url, aliases) == 1
+
+
+def test_force_promote_of_a_refused_version_is_audited(registry: Registry, tmp_path: Path) -> None:
+    three_versions(registry, tmp_path)
+
+    change = registry.promote(2, reason="hotfix: v3 breaks the cold-start path", actor="bob", force=True)
+
+    assert (change.previous, change.champion.version) == (3, 2)
+    champion = registry.champion()
+    assert champion.version == 2
+    assert champion.status == STATUS_REJECTED  # the gate's verdict stays on record
+    entry = registry.audit_log(limit=1)[0]
+    assert (entry.action, entry.version, entry.actor) == (ACTION_FORCE_PROMOTE, 2, "bob")
+    assert entry.reason == "hotfix: v3 breaks the cold-start path"
+    assert entry.details["previous_champion"] == 3 and entry.details["forced"] is True
+    assert entry.details["status"] == STATUS_REJECTED
+
+
+def test_gate_blessing_a_force_promoted_champion_moves_nothing(registry: Registry, tmp_path: Path) -> None:
+    three_versions(registry, tmp_path)
+    registry.promote(2, reason="hotfix", actor="bob", force=True)
+
+    # The night of v2 is rerun with relaxed thresholds and now passes the gate.
+    blessed = register(registry, tmp_path / "models" / "m2", blessed=True, run_date="2026-03-02", reason="relaxed")
+
+    assert (blessed.version, blessed.status) == (2, STATUS_BLESSED)
+    entry = registry.audit_log(limit=1)[0]
+    assert (entry.action, entry.version, entry.details["previous_champion"]) == (ACTION_BLESS, 2, 2)
+    assert registry.rollback(reason="v2 after all not", actor="bob").champion.version == 3
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_promote_and_rollback_need_a_reason(registry: Registry, tmp_path: Path, reason: str) -> None:
+    three_versions(registry, tmp_path)
+
+    with pytest.raises(RegistryError, match="reason must be a non-empty string"):
+        registry.promote(1, reason=reason, actor="alice", force=True)
+    with pytest.raises(RegistryError, match="reason must be a non-empty string"):
+        registry.rollback(reason=reason, actor="alice")
+    with pytest.raises(RegistryError, match="actor must be a non-empty string"):
+        registry.rollback(reason="bad model", actor="")
+
+    assert registry.champion().version == 3
+    assert [e.action for e in registry.audit_log()] == [ACTION_PROMOTE, ACTION_REFUSE, ACTION_PROMOTE]
+
+
+def test_promote_of_an_unknown_version_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
+    three_versions(registry, tmp_path)
+    with pytest.raises(UnknownVersionError, match="model version 42 is not in the registry"):
+        registry.promote(42, reason="typo", actor="alice", force=True)
+    assert registry.champion().version == 3
+
+
+def test_promote_of_the_champion_changes_nothing(registry: Registry, tmp_path: Path) -> None:
+    _, _, v3 = three_versions(registry, tmp_path)
+
+    change = registry.promote(3, reason="make sure", actor="alice", force=True)
+
+    assert (change.moved, change.previous, change.champion) == (False, 3, v3)
+    assert len(registry.audit_log()) == 3
+
+
+def test_promote_verifies_the_artifact_before_moving_the_alias(registry: Registry, tmp_path: Path) -> None:
+    v1, _, _ = three_versions(registry, tmp_path)
+    (tmp_path / "artifacts" / v1.artifact_sha256 / "config.json").write_text('{"rank": 64}')
+
+    with pytest.raises(ArtifactIntegrityError, match="modified"):
+        registry.promote(1, reason="go back", actor="alice", force=True)
+
+    assert registry.champion().version == 3
+    assert len(registry.audit_log()) == 3
+
+
+# -- rollback ------------------------------------------------------------------------------
+
+
+def test_rollback_returns_to_the_previous_champion(registry: Registry, tmp_path: Path) -> None:
+    v1, _, _ = three_versions(registry, tmp_path)
+
+    change = registry.rollback(reason="v3 doubles latency", actor="carol")
+
+    assert (change.previous, change.champion, change.moved) == (3, v1, True)
+    assert registry.champion() == v1
+    entry = registry.audit_log(limit=1)[0]
+    assert (entry.id, entry.action, entry.version, entry.actor, entry.reason) == (
+        change.audit_id, ACTION_ROLLBACK, 1, "carol", "v3 doubles latency"
+    )
+    assert entry.details["previous_champion"] == 3 and entry.details["rolled_back_from"] == 3
+
+
+def test_rollback_twice_goes_further_back_then_stops(registry: Registry, tmp_path: Path) -> None:
+    for i in range(1, 4):
+        register(registry, make_model(tmp_path, f"m{i}", f"weights-{i}"), blessed=True, run_date=f"2026-03-0{i}")
+
+    assert registry.rollback(reason="v3 is bad", actor="carol").champion.version == 2
+    assert registry.rollback(reason="v2 is bad too", actor="carol").champion.version == 1
+    with pytest.raises(NothingToRollBackError, match="version 1 is the first champion on record"):
+        registry.rollback(reason="and v1?", actor="carol")
+
+    assert registry.champion().version == 1
+    assert [(e.action, e.version, e.details["previous_champion"]) for e in alias_moves(registry)] == [
+        (ACTION_PROMOTE, 1, None), (ACTION_PROMOTE, 2, 1), (ACTION_PROMOTE, 3, 2),
+        (ACTION_ROLLBACK, 2, 3), (ACTION_ROLLBACK, 1, 2),
+    ]
+
+
+def test_rollback_after_a_force_promote_restores_the_champion_before_it(registry: Registry, tmp_path: Path) -> None:
+    three_versions(registry, tmp_path)
+    registry.promote(2, reason="try the refused one", actor="bob", force=True)
+
+    assert registry.rollback(reason="it was refused for a reason", actor="bob").champion.version == 3
+    # The force-promote is off the stack: the next rollback goes behind v3, not back to v2.
+    assert registry.rollback(reason="v3 too", actor="bob").champion.version == 1
+
+
+def test_rollback_to_an_earlier_champion_and_back(registry: Registry, tmp_path: Path) -> None:
+    for i in range(1, 4):
+        register(registry, make_model(tmp_path, f"m{i}", f"weights-{i}"), blessed=True, run_date=f"2026-03-0{i}")
+
+    change = registry.rollback(reason="v2 and v3 share a bug", actor="dave", to_version=1)
+
+    assert (change.previous, change.champion.version) == (3, 1)
+    assert registry.audit_log(limit=1)[0].details["requested"] == 1
+    # Undoing an explicit rollback returns to where it started.
+    assert registry.rollback(reason="bug was elsewhere", actor="dave").champion.version == 3
+
+
+def test_rollback_errors_change_nothing(registry: Registry, tmp_path: Path) -> None:
+    with pytest.raises(NothingToRollBackError, match="no champion yet"):
+        registry.rollback(reason="empty registry", actor="erin")
+    register(registry, make_model(tmp_path, "m0", "weights-0"), blessed=False, run_date="2026-02-28")
+    with pytest.raises(NothingToRollBackError, match="no champion yet"):
+        registry.rollback(reason="only a refusal", actor="erin")
+    three_versions(registry, tmp_path)  # v2 refused, v3 blessed, v4 champion (numbers shift by one)
+
+    with pytest.raises(RegistryError, match="version 4 is already the champion"):
+        registry.rollback(reason="noop", actor="erin", to_version=4)
+    with pytest.raises(RegistryError, match="version 3 was never champion"):
+        registry.rollback(reason="refused one", actor="erin", to_version=3)
+    with pytest.raises(UnknownVersionError, match="model version 42 is not in the registry"):
+        registry.rollback(reason="typo", actor="erin", to_version=42)
+
+    assert registry.champion().version == 4
+    assert ACTION_ROLLBACK not in {e.action for e in registry.audit_log()}
+
+
+def test_rollback_verifies_the_target_artifact(registry: Registry, tmp_path: Path) -> None:
+    v1, _, _ = three_versions(registry, tmp_path)
+    shutil.rmtree(tmp_path / "artifacts" / v1.artifact_sha256)
+
+    with pytest.raises(ArtifactIntegrityError, match="artifact of version 1 is missing"):
+        registry.rollback(reason="v3 is bad", actor="carol")
+
+    assert registry.champion().version == 3
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+def test_diff_reports_params_metrics_lineage_and_status(registry: Registry, tmp_path: Path) -> None:
+    v1 = register(
+        registry, make_model(tmp_path, "a", "weights-a"), blessed=True, run_date="2026-03-01",
+        params={"lora_rank": 8, "epochs": 8, "optim": {"lr": 0.001}},
+        metrics={"candidate": {"ndcg@10": 0.14}}, lineage={"profiles": "p1", "dvc_lock_sha256": LOCK_A},
+    )
+    v2 = register(
+        registry, make_model(tmp_path, "b", "weights-b"), blessed=False,
+        params={"lora_rank": 16, "epochs": 8, "optim": {"lr": 0.001}, "dropout": 0.1},
+        metrics={"candidate": {"ndcg@10": 0.12}}, lineage={"profiles": "p2", "dvc_lock_sha256": LOCK_B},
+        parent_version=1,
+    )
+
+    diff = registry.diff(1, 2)
+
+    assert (diff.v1, diff.v2, diff.identical) == (1, 2, False)
+    assert diff.params == {"lora_rank": {"v1": 8, "v2": 16}, "dropout": {"v2": 0.1}}
+    assert diff.metrics == {"candidate.ndcg@10": {"v1": 0.14, "v2": 0.12}}
+    assert diff.status["status"] == {"v1": STATUS_BLESSED, "v2": STATUS_REJECTED}
+    assert diff.status["champion"] == {"v1": True, "v2": False}
+    assert diff.status["reason"] == {"v1": v1.reason, "v2": v2.reason}
+    assert diff.lineage["dvc_lock_sha256"] == {"v1": LOCK_A, "v2": LOCK_B}
+    assert diff.lineage["parent_version"] == {"v1": None, "v2": 1}
+    assert diff.lineage["lineage.profiles"] == {"v1": "p1", "v2": "p2"}
+    assert diff.lineage["artifact_sha256"] == {"v1": v1.artifact_sha256, "v2": v2.artifact_sha256}
+    assert diff.lineage["run_date"] == {"v1": "2026-03-01", "v2": NIGHT}
+    assert {"base_model", "git_commit", "lineage.dvc_lock_sha256"}.isdisjoint(diff.lineage)
+    assert diff.to_dict()["params"]["lora_rank"] == {"v1": 8, "v2": 16}
+
+
+def test_diff_of_a_version_with_itself_is_empty(registry: Registry, tmp_path: Path) -> None:
+    register(registry, make_model(tmp_path, "a", "weights-a"), blessed=True)
+    diff = registry.diff(1, 1)
+    assert diff.identical
+    assert (diff.status, diff.params, diff.metrics, diff.lineage) == ({}, {}, {}, {})
+    with pytest.raises(UnknownVersionError, match="model version 7 is not in the registry"):
+        registry.diff(1, 7)
+
+
+# -- many processes ------------------------------------------------------------------------
+
+N_PROCESSES = 20
+N_SEEDED = 7  # blessed at the start: deep enough that no mix of rollbacks runs out
+
+
+def _contender(job: tuple[str, Any], url: str, store: str, start: Any, results: Any) -> None:
+    """One OS process: open the registry, wait for the others, do one champion move."""
+    kind, arg = job
+    with Registry(url, Path(store)) as reg:
+        start.wait(timeout=300)
+        if kind == "register":
+            version = register(reg, Path(arg[0]), blessed=True, run_date=arg[1]).version
+        elif kind == "force":
+            version = reg.promote(arg, reason="forced under load", actor=f"force-{arg}", force=True).champion.version
+        else:
+            version = reg.rollback(reason="rolled back under load", actor=f"rollback-{arg}").champion.version
+    results.put((kind, arg, version))
+
+
+def test_twenty_processes_promote_force_and_roll_back(registry: Registry, registry_url: str, tmp_path: Path) -> None:
+    for i in range(N_SEEDED):
+        register(registry, make_model(tmp_path, f"seed{i}", f"seed-{i}"), blessed=True, run_date=f"2026-02-0{i + 1}")
+    refused = [
+        register(registry, make_model(tmp_path, f"refused{i}", f"refused-{i}"), blessed=False, run_date="2026-02-20")
+        for i in range(N_SEEDED)
+    ]
+    new_models = [(str(make_model(tmp_path, f"new{i}", f"new-{i}")), f"2026-03-{10 + i}") for i in range(N_SEEDED)]
+    jobs: list[tuple[str, Any]] = [
+        *(("register", model) for model in new_models),
+        *(("force", v.version) for v in refused),
+        *(("rollback", i) for i in range(N_PROCESSES - 2 * N_SEEDED)),
+    ]
+    seeded_versions = 2 * N_SEEDED
+
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(N_PROCESSES), ctx.Queue()
+    processes = [
+        ctx.Process(target=_contender, args=(job, registry_url, str(tmp_path / "artifacts"), start, results))
+        for job in jobs
+    ]
+    for process in processes:
+        process.start()
+    outcomes = []
+    try:
+        for _ in jobs:
+            outcomes.append(results.get(timeout=300))
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+    assert [p.exitcode for p in processes] == [0] * N_PROCESSES
+
+    assert len(outcomes) == N_PROCESSES
+    registered = sorted(v for kind, _, v in outcomes if kind == "register")
+    assert registered == list(range(seeded_versions + 1, seeded_versions + N_SEEDED + 1))
+    assert sorted(v for kind, _, v in outcomes if kind == "force") == [v.version for v in refused]
+    assert count_rows(registry_url, aliases) == 1
+    moves = alias_moves(registry)
+    assert len(moves) == N_SEEDED + N_PROCESSES
+    champion = registry.champion()
+    assert champion is not None and champion.version == moves[-1].version
+    # Serialised: every move started from the champion the move before it left.
+    assert [m.details["previous_champion"] for m in moves[1:]] == [m.version for m in moves[:-1]]
+    assert count_rows(registry_url, audit_log_table) == N_SEEDED * 2 + N_PROCESSES

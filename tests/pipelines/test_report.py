@@ -29,6 +29,14 @@ def model(base: float) -> dict:
                           "mrr@10": [0.7 * base, 0.9 * base]}}
 
 
+def check(metric: str, rule: str, threshold: float, **fields) -> dict:
+    """One gate check as pipelines.gate records it (every field present, None where not applicable)."""
+    record = {"metric": metric, "rule": rule, "threshold": threshold, "passed": True, "reason": "", "slice": None,
+              "relative": False, "champion": None, "candidate": None, "mostpop": None, "delta": None,
+              "interval": None, "skipped": False}
+    return {**record, **fields}
+
+
 def full_evaluation() -> dict:
     models = {"candidate": model(0.1123), "champion": model(0.1083), "MostPop": model(0.05), "EASE": model(0.09),
               EVIL: model(0.07)}
@@ -54,12 +62,15 @@ def full_evaluation() -> dict:
                    "valid_ndcg": str(0.1 + 0.005 * i) if i % 2 == 0 else "", "seconds": "3.2"}
                   for i in range(1, 11)],
         "data_summary": {"users": 943, "items": 1682, "evaluated users": 943, "training interactions": 97000},
-        "blessing": {"blessed": True, "decision": "BLESSED", "reason": "every threshold passed",
-                     "checks": [{"metric": "ndcg@10", "rule": "min_value", "threshold": 0.01, "candidate": 0.1123,
-                                 "passed": True, "reason": "candidate ndcg@10 0.1123 >= floor 0.0100"},
-                                {"metric": "ndcg@10", "rule": "min_gain", "threshold": 0.0, "candidate": 0.1123,
-                                 "champion": 0.1083, "delta": 0.004, "interval": [-0.002, 0.010],
-                                 "passed": True, "reason": f"gain ok for {EVIL}"}]},
+        "blessing": {"blessed": True, "decision": "BLESSED", "reason": "all 3 judged checks passed (0 skipped)",
+                     "bootstrap_rule": None,
+                     "checks": [check("ndcg@10", "floor", 0.01, candidate=0.1123, champion=0.1083,
+                                      reason="ndcg@10 0.1123 >= floor 0.0100"),
+                                check("ndcg@10", "max_loss", 0.005, candidate=0.1123, champion=0.1083, delta=0.004,
+                                      interval=[-0.002, 0.010], reason=f"gain ok for {EVIL}"),
+                                check("ndcg@10", "slice_max_loss", 0.05, slice="users: heavy", relative=True,
+                                      candidate=0.08, champion=0.07, delta=0.1429,
+                                      reason="slice 'users: heavy' (300 users) ndcg@10 vs champion +14.29%")]},
     }
 
 
@@ -71,8 +82,8 @@ def first_night() -> dict:
     evaluation["slices"] = {}
     evaluation["history"] = evaluation["history"][:1]
     evaluation["blessing"] = {"blessed": False, "decision": "NOT_BLESSED", "reason": "ndcg@10 below floor",
-                              "checks": [{"metric": "ndcg@10", "rule": "min_gain", "threshold": 0.0,
-                                          "passed": True, "skipped": True, "reason": "first night"}]}
+                              "bootstrap_rule": "bootstrap rule (first night, no champion)",
+                              "checks": [check("ndcg@10", "min_gain", 0.0, skipped=True, reason="first night")]}
     return evaluation
 
 
@@ -184,8 +195,30 @@ def test_blessing_comes_first_in_green_with_its_checks(page):
     blessing = section(page, "blessing")
     assert page.index('id="blessing"') < page.index('id="metrics"')
     assert 'class="decision pass">BLESSED<' in blessing
-    assert "every threshold passed" in blessing
+    assert "all 3 judged checks passed" in blessing
     assert "0.1083" in blessing and "[-0.0020, +0.0100]" in blessing
+
+
+def test_each_check_shows_its_values_and_interval(page):
+    rows = re.findall(r"<tr class=\"pass\">(.*?)</tr>", section(page, "blessing"))
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert cells[0][:8] == ["ndcg@10", "floor", "0.0100", "0.1083", "0.1123", "", "", ""]
+    assert cells[1][:8] == ["ndcg@10", "max_loss", "0.0050", "0.1083", "0.1123", "", "+0.0040", "[-0.0020, +0.0100]"]
+    # a relative slice rule: which slice, and threshold and delta as a share of the champion's value
+    assert cells[2][:7] == ["ndcg@10 in users: heavy", "slice_max_loss (relative)", "5.00%", "0.0700", "0.0800",
+                            "", "+14.29%"]
+
+
+def test_a_refusal_shows_every_failed_check_in_red():
+    evaluation = full_evaluation()
+    evaluation["blessing"].update(blessed=False, decision="NOT_BLESSED", reason="1 of 2 checks failed: mostpop low")
+    evaluation["blessing"]["checks"] = [
+        check("hr@10", "vs_mostpop", 0.0, passed=False, candidate=0.1, mostpop=0.12, delta=-0.02, reason="mostpop low"),
+        check("hr@10", "floor", 0.02, candidate=0.1, reason="ok")]
+    blessing = section(render_report(evaluation), "blessing")
+    assert 'class="decision fail">NOT_BLESSED<' in blessing and "1 of 2 checks failed: mostpop low" in blessing
+    failed = re.search(r"<tr class=\"fail\">(.*?)</tr>", blessing).group(1)
+    assert re.findall(r"<td[^>]*>(.*?)</td>", failed)[5:9] == ["0.1200", "-0.0200", "", "FAIL"]
 
 
 def test_each_model_keeps_its_colour_across_charts(page):
@@ -208,6 +241,7 @@ def test_first_night_explains_the_empty_sections():
     assert "Champion: none (first night)" in page
     assert 'class="decision fail">NOT_BLESSED<' in page
     assert "skipped" in section(page, "blessing")
+    assert "bootstrap rule (first night, no champion)" in section(page, "blessing")
 
 
 def test_nan_and_missing_numbers_render_as_na():

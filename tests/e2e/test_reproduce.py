@@ -1,0 +1,104 @@
+"""`retrain reproduce V` on a real git + DVC project: a night, then its restoration and rerun."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.registry import Registry
+from pipelines.synthetic import generate_warehouse
+from tasks.cli import main as retrain
+from tests.conftest import PROJECT_ROOT
+from tests.e2e.helpers import NIGHTS, STAGES
+
+NIGHT = NIGHTS[0]
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+
+
+def project_copy(root: Path) -> Path:
+    """The project's files (tracked and new, not ignored) in a fresh git repository, tiny params."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
+    params["validate"]["min_rows"] = 200
+    params["finetune"].update(epochs=2, batch_size=32, text_refresh_steps=10)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run([*GIT, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-q", "-m", "project"], cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One night through promote in a DVC project; the working directory is the project."""
+    root = project_copy(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        params = yaml.safe_load(Path("params.yaml").read_text())
+        Path("warehouse").mkdir()
+        generate_warehouse(params["paths"]["warehouse_url"], **params["demo_data"])
+        for stage in STAGES[:STAGES.index("promote") + 1]:
+            module = importlib.import_module(f"tasks.{stage}")
+            assert module.main(["--params", "params.yaml", "--logical-date", NIGHT]) == 0, stage
+    return root
+
+
+@pytest.mark.slow
+def test_promote_records_the_night_in_dvc(night: Path) -> None:
+    with Registry(f"sqlite:///{night}/state/registry.db", night / "state/artifacts") as registry:
+        version = registry.get(1)
+    assert version.lineage["dvc_lock"] == (night / "dvc.lock").read_text()
+    assert len(version.lineage["dvc_lock_sha256"]) == 64
+    assert any((night / ".dvcstore").rglob("*")), "the night was not pushed to the remote"
+
+
+@pytest.mark.slow
+def test_reproduce_restores_from_the_remote_and_every_hash_matches(
+        night: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(night)
+    shutil.rmtree(night / ".dvc" / "cache")  # only the remote has the night now
+    shutil.rmtree(night / "models")  # and the workspace has moved on
+
+    code = retrain(["reproduce", "1", "--from", "extract"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for what in ("restored model vs registered artifact", "extract rerun", "validate rerun", "profiles rerun",
+                 "finetune rerun"):
+        assert f"{what}" in out
+    assert "DIFFERS" not in out and "reproduced: every hash matches" in out
+    assert not (night / "state" / "reproduce" / "v1").exists(), "the scratch worktree was left behind"
+
+
+@pytest.mark.slow
+def test_reproduce_without_the_data_fails_clearly(
+        night: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(night)
+    shutil.rmtree(night / ".dvc" / "cache", ignore_errors=True)
+    shutil.move(night / ".dvcstore", night / "dvcstore-moved")
+    try:
+        code = retrain(["reproduce", "1"])
+    finally:
+        shutil.move(night / "dvcstore-moved", night / ".dvcstore")
+    assert code != 0
+    assert "data/profiles" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reproduce_an_unknown_version_is_a_clear_error(
+        night: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(night)
+    assert retrain(["reproduce", "99"]) != 0
+    assert "99" in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""A tiny project for the promote and publish stages: params, profiles, two real small models,
+and the inputs that evaluate would leave for a night (candidate, blessing, metrics)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+NIGHTS = ("2026-02-08", "2026-02-09")
+ITEM_IDS = [f"i{j:02d}" for j in range(24)]
+USER_IDS = [f"u{j:02d}" for j in range(16)]
+K = 5
+
+
+def build_model(directory: Path, seed: int) -> Path:
+    """A real recommender (untrained, distinct weights per seed) saved as finetune saves it."""
+    import torch
+
+    from pipelines.model import RecommenderConfig, SequenceRecommender, save_model
+
+    finetune = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    torch.manual_seed(seed)
+    save_model(SequenceRecommender(RecommenderConfig.from_params(finetune, ITEM_IDS)), directory)
+    return directory
+
+
+def write_profiles(directory: Path) -> None:
+    """Profiles as the profiles stage writes them: each user has seen a few items."""
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(ITEM_IDS)
+    histories = [[ITEM_IDS[(u * 3 + j) % n] for j in range(4 + u % 5)] for u in range(len(USER_IDS))]
+    pd.DataFrame({
+        "user_id": USER_IDS,
+        "train_items": [h[:-2] for h in histories],
+        "valid_item": [h[-2] for h in histories],
+        "test_item": [h[-1] for h in histories],
+    }).to_parquet(directory / "sequences.parquet", index=False)
+    pd.DataFrame({"item_id": ITEM_IDS, "text": [f"Quiet Harbor Story {i}. drama. A drama story." for i in ITEM_IDS],
+                  "train_count": 1}).to_parquet(directory / "items.parquet", index=False)
+    pd.DataFrame({"user_id": USER_IDS, "profile_text": "", "n_interactions": [len(h) for h in histories]}
+                 ).to_parquet(directory / "users.parquet", index=False)
+
+
+def make_project(root: Path, registry_url: str | None = None) -> tuple[dict[str, Any], Path]:
+    """params.yaml with every path under ``root`` (SQLite registry unless ``registry_url``)."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    paths = params["paths"]
+    for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
+                "artifact_store", "checkpoints"):
+        paths[key] = str(root / paths[key])
+    paths["warehouse_url"] = f"sqlite:///{root}/warehouse.db"
+    paths["registry_url"] = registry_url or f"sqlite:///{root}/registry.db"
+    params["publish"]["k"] = K
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    write_profiles(Path(paths["profiles"]))
+    return params, params_file
+
+
+def stage_night(params: dict[str, Any], night: str, model_dir: Path, *, blessed: bool) -> None:
+    """What finetune and evaluate leave behind for ``night``: the candidate, metrics and blessing."""
+    paths = params["paths"]
+    candidate = Path(paths["candidate"])
+    shutil.rmtree(candidate, ignore_errors=True)
+    shutil.copytree(model_dir, candidate)
+    (candidate / "manifest.json").write_text(json.dumps(
+        {"stage": "finetune", "logical_date": night,
+         "data_interval": {"start": f"{night}T00:00:00", "end": f"{night}T23:59:59"}}))
+    evaluate = Path(paths["evaluate"])
+    evaluate.mkdir(parents=True, exist_ok=True)
+    reason = "every threshold passed" if blessed else "candidate ndcg@10 0.0100 - champion 0.0300 < required +0.0000"
+    (evaluate / "blessing.json").write_text(json.dumps(
+        {"logical_date": night, "blessed": blessed, "decision": "BLESSED" if blessed else "NOT_BLESSED",
+         "reason": reason, "checks": []}))
+    (evaluate / "metrics.json").write_text(json.dumps({"candidate": {"ndcg@10": 0.03 if blessed else 0.01}}))
+
+
+def published(params: dict[str, Any], night: str) -> pd.DataFrame:
+    engine = sa.create_engine(params["paths"]["warehouse_url"])
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text("SELECT * FROM recommendations WHERE run_date = :d ORDER BY user_id, rank"),
+                               conn, params={"d": night})
+    finally:
+        engine.dispose()
+
+
+def run_task(stage: str, params_file: Path, night: str) -> int:
+    """Runs a stage entry point in this process, as the end-to-end tests do."""
+    import importlib
+
+    return importlib.import_module(f"tasks.{stage}").main(["--params", str(params_file), "--logical-date", night])

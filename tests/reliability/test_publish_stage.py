@@ -1,0 +1,115 @@
+"""The publish stage: it needs the night's decision, serves the champion that is current (the
+previous one after a refusal), says why in its summary, and never leaves a half-written night."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines import publish
+from tests.reliability.night import NIGHTS, USER_IDS, make_project, published, run_task, stage_night
+
+EXIT_RETRYABLE, EXIT_NON_RETRYABLE = 1, 3
+
+
+def summary(params) -> dict:
+    return json.loads((Path(params["paths"]["publish"]) / "summary.json").read_text())
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, small_models):
+    """Night one promoted (version 1, champion) and published."""
+    monkeypatch.chdir(tmp_path)
+    params, params_file = make_project(tmp_path)
+    stage_night(params, NIGHTS[0], small_models[0], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[0]) == 0
+    assert run_task("publish", params_file, NIGHTS[0]) == 0
+    return params, params_file
+
+
+def test_a_promoted_candidate_is_served(project, small_models):
+    params, params_file = project
+    stage_night(params, NIGHTS[1], small_models[1], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    result = summary(params)
+    assert (result["promotion"], result["candidate_version"], result["model_version"], result["served"]) == (
+        "PROMOTED", 2, 2, "candidate")
+    assert result["reason"] == "candidate version 2 was promoted; serving it (version 2)"
+    rows = published(params, NIGHTS[1])
+    assert set(rows["model_version"]) == {2} and len(rows) == result["rows"] == len(USER_IDS) * 5
+    assert set(published(params, NIGHTS[0])["model_version"]) == {1}  # the earlier night is untouched
+
+
+def test_a_refused_candidate_leaves_the_previous_champion_serving(project, small_models):
+    params, params_file = project
+    stage_night(params, NIGHTS[1], small_models[1], blessed=False)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    result = summary(params)
+    assert (result["promotion"], result["candidate_version"], result["model_version"], result["served"]) == (
+        "REFUSED", 2, 1, "previous champion")
+    assert result["reason"] == (
+        "candidate version 2 was refused (candidate ndcg@10 0.0100 - champion 0.0300 < required +0.0000); "
+        f"serving the current champion, version 1 (registered for {NIGHTS[0]})")
+    tonight, last_night = published(params, NIGHTS[1]), published(params, NIGHTS[0])
+    assert set(tonight["model_version"]) == {1}
+    assert tonight.drop(columns="run_date").equals(last_night.drop(columns="run_date"))  # same model, same lists
+
+
+def test_a_refused_first_night_publishes_nothing_and_says_so(tmp_path, monkeypatch, small_models):
+    monkeypatch.chdir(tmp_path)
+    params, params_file = make_project(tmp_path)
+    stage_night(params, NIGHTS[0], small_models[0], blessed=False)
+    assert run_task("promote", params_file, NIGHTS[0]) == 0
+    assert run_task("publish", params_file, NIGHTS[0]) == 0
+    result = summary(params)
+    assert (result["model_version"], result["served"], result["rows"]) == (None, "none", 0)
+    assert result["reason"].endswith("there is no champion yet: nothing to publish")
+
+
+@pytest.mark.parametrize("decision", ["missing", "stale"])
+def test_publish_needs_the_nights_decision(project, small_models, decision):
+    params, params_file = project
+    before_rows, before_summary = published(params, NIGHTS[0]), summary(params)
+    if decision == "missing":
+        (Path(params["paths"]["promote"]) / "decision.json").unlink()
+    stage_night(params, NIGHTS[1], small_models[1], blessed=True)  # evaluated, but promote has not run
+    assert run_task("publish", params_file, NIGHTS[1]) == EXIT_NON_RETRYABLE
+    assert published(params, NIGHTS[1]).empty
+    assert published(params, NIGHTS[0]).equals(before_rows) and summary(params) == before_summary
+
+
+def test_a_publish_failing_midway_leaves_the_night_as_it_was(project, small_models, monkeypatch):
+    params, params_file = project
+    stage_night(params, NIGHTS[1], small_models[1], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    # Night two was published once with the old champion (as if before a late promotion).
+    publish.write_recommendations(params["paths"]["warehouse_url"], NIGHTS[1], 1,
+                                  published(params, NIGHTS[0]).drop(columns=["run_date", "model_version"]))
+    before, before_summary = published(params, NIGHTS[1]), summary(params)
+    real_insert = publish.insert_batch
+
+    def insert_then_fail(conn, rows):
+        real_insert(conn, rows)  # tonight's old rows are deleted and the new ones inserted, uncommitted
+        raise ConnectionError("warehouse went away mid-write")
+
+    monkeypatch.setattr(publish, "insert_batch", insert_then_fail)
+    assert run_task("publish", params_file, NIGHTS[1]) == EXIT_RETRYABLE
+    assert published(params, NIGHTS[1]).equals(before) and set(before["model_version"]) == {1}
+    assert summary(params) == before_summary
+
+    monkeypatch.setattr(publish, "insert_batch", real_insert)
+    assert run_task("publish", params_file, NIGHTS[1]) == 0  # the retry completes the night
+    assert set(published(params, NIGHTS[1])["model_version"]) == {2}
+
+
+def test_the_summary_says_when_the_champion_moved_after_the_decision():
+    from tasks.publish import serving_reason
+
+    decision = {"version": 5, "decision": "PROMOTED", "reason": "every threshold passed", "champion_version": 5}
+    assert serving_reason(decision, 4, "2026-02-01") == (
+        "candidate version 5 was promoted; the champion has changed since the decision (version 5 then); "
+        "serving the current champion, version 4 (registered for 2026-02-01)")
