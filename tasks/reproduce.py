@@ -161,11 +161,19 @@ def write_rerun_params(worktree: Path, project: Path, run_date: str, finetune: d
     params = yaml.safe_load((worktree / "params.yaml").read_text())
     params.setdefault("run", {})["logical_date"] = run_date
     if finetune:
-        params["finetune"] = finetune
+        params["finetune"] = overlay(params.get("finetune") or {}, finetune)
     for key in LIVE_PATHS:
         params["paths"][key] = absolute(params["paths"][key], project)
     (worktree / "params.reproduce.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params
+
+
+def overlay(base: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """``recorded``'s values in ``base``'s key order: the registry stores params with sorted keys,
+    while the model card and manifests keep the file's order, which is part of the artifact hash."""
+    merged = {key: overlay(value, recorded[key]) if isinstance(value, dict) and isinstance(recorded.get(key), dict)
+              else recorded.get(key, value) for key, value in base.items()}
+    return {**merged, **{key: value for key, value in recorded.items() if key not in base}}
 
 
 def absolute(path_or_url: str, project: Path) -> str:
