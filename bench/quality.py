@@ -43,7 +43,7 @@ PLATFORM_STAGES = ("extract", "validate", "profiles")
 OURS_STAGES = ("finetune", "evaluate")
 # Connection URLs from the environment would override the temp project's paths (tasks.common):
 # a benchmark must never read a real warehouse or write a real registry.
-SCRUBBED_ENV = ("RETRAIN_WAREHOUSE_URL", "RETRAIN_REGISTRY_URL")
+SCRUBBED_ENV = ("AIRFLOW_CONN_WAREHOUSE", "RETRAIN_WAREHOUSE_URL", "RETRAIN_REGISTRY_URL")
 MOVIELENS_STALENESS_HOURS = 24 * 366 * 100  # static history: freshness means nothing here
 FINETUNE_EPOCHS = 10_000  # the wall-clock budget and early stopping decide, not an epoch count
 

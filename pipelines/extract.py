@@ -1,9 +1,15 @@
-"""Warehouse → Parquet: the night's training window, read in chunks through SQLAlchemy."""
+"""Warehouse → Parquet: the night's training window, read in chunks through SQLAlchemy.
+
+The warehouse's own table and column names come from ``extract.mapping`` (pipelines/warehouse.py).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from pipelines import schema
+from pipelines import schema, warehouse
+from pipelines.io import NonRetryableError
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +48,66 @@ def data_interval(logical_date: dt.date, interval_days: int) -> tuple[dt.datetim
     return end - dt.timedelta(days=interval_days), end
 
 
-def redact_url(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+def redact_url(url: str | sa.URL) -> str:
+    return warehouse.redact(url)
 
 
-def _window_queries(end: dt.datetime, window_days: int) -> dict[str, sa.Select]:
-    """One query per table: everything known before the interval's end, within the window."""
-    interactions = schema.interactions
-    events = sa.select(interactions).where(interactions.c.ts < end)
-    if window_days > 0:
-        events = events.where(interactions.c.ts >= end - dt.timedelta(days=window_days))
-    return {
-        "interactions": events.order_by(interactions.c.event_id),
-        "items": sa.select(schema.items).where(
-            sa.or_(schema.items.c.created_at.is_(None), schema.items.c.created_at < end)
-        ).order_by(schema.items.c.item_id),
-        "users": sa.select(schema.users).where(
-            sa.or_(schema.users.c.created_at.is_(None), schema.users.c.created_at < end)
-        ).order_by(schema.users.c.user_id),
-    }
+def _source(clause: sa.TableClause, name: str | None) -> sa.ColumnElement | None:
+    return None if name is None else clause.c[name]
+
+
+def _window_queries(clauses: dict[str, sa.TableClause], mapping: warehouse.SourceMapping, end: dt.datetime,
+                    window_days: int) -> dict[str, sa.Select]:
+    """One query per table: everything known before the interval's end, within the window.
+
+    Columns are the reflected ones, labelled with their canonical names; absent optional
+    columns are filled in afterwards (``_fill_absent``). ``end`` is a bound parameter.
+    """
+    queries = {}
+    for key, clause in clauses.items():
+        columns = mapping.tables[key].columns
+        selected = [_source(clause, source).label(canonical)
+                    for canonical, source in columns.items() if source is not None]
+        query = sa.select(*selected)
+        if key == "interactions":
+            ts = _source(clause, columns["ts"])
+            query = query.where(ts < end)
+            if window_days > 0:
+                query = query.where(ts >= end - dt.timedelta(days=window_days))
+            order = columns["event_id"]
+        else:
+            created = _source(clause, columns["created_at"])
+            if created is not None:
+                query = query.where(sa.or_(created.is_(None), created < end))
+            order = columns["item_id" if key == "items" else "user_id"]
+        queries[key] = query.order_by(_source(clause, order))
+    return queries
+
+
+ABSENT_DEFAULTS: dict[str, Any] = {"rating": None, "categories": "", "description": "", "attributes": "",
+                                   "created_at": None}
+
+
+def _fill_absent(frame: pd.DataFrame, arrow_schema: pa.Schema) -> pd.DataFrame:
+    for name in arrow_schema.names:
+        if name not in frame.columns and name in ABSENT_DEFAULTS:
+            frame[name] = ABSENT_DEFAULTS[name]
+    return frame
+
+
+def _canonical_values(frame: pd.DataFrame, table: str, mapping: warehouse.SourceMapping) -> pd.DataFrame:
+    """Keys as strings, renamed event types, ratings rescaled onto the canonical range."""
+    for name in ("user_id", "item_id"):
+        if name in frame.columns and frame[name].dtype != object:
+            frame[name] = frame[name].map(lambda value: None if pd.isna(value) else str(value))
+    if table != "interactions":
+        return frame
+    if mapping.event_types:
+        frame["event_type"] = frame["event_type"].replace(mapping.event_types)
+    if mapping.rating_scale != schema.RATING_RANGE and "rating" in frame.columns:
+        (low, high), (lo, hi) = mapping.rating_scale, schema.RATING_RANGE
+        frame["rating"] = lo + (pd.to_numeric(frame["rating"]) - low) * (hi - lo) / (high - low)
+    return frame
 
 
 def _to_arrow(frame: pd.DataFrame, arrow_schema: pa.Schema) -> pa.Table:
@@ -70,13 +118,14 @@ def _to_arrow(frame: pd.DataFrame, arrow_schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame[columns], schema=arrow_schema, preserve_index=False)
 
 
-def copy_query_to_parquet(conn: sa.Connection, query: sa.Select, path: Path, arrow_schema: pa.Schema) -> int:
+def copy_query_to_parquet(conn: sa.Connection, query: sa.Select, path: Path, arrow_schema: pa.Schema,
+                          transform: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame) -> int:
     """Streams a query into one Parquet file, chunk by chunk, so memory stays bounded."""
     rows = 0
-    with pq.ParquetWriter(path, arrow_schema) as writer:
+    with pq.ParquetWriter(path, arrow_schema) as writer, _bad_values_are_final(path.stem):
         result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(query)
         for chunk in result.partitions():
-            frame = pd.DataFrame(chunk, columns=list(result.keys()))
+            frame = transform(_fill_absent(pd.DataFrame(chunk, columns=list(result.keys())), arrow_schema))
             writer.write_table(_to_arrow(frame, arrow_schema))
             rows += len(frame)
         if rows == 0:
@@ -84,26 +133,47 @@ def copy_query_to_parquet(conn: sa.Connection, query: sa.Select, path: Path, arr
     return rows
 
 
-def extract_window(url: str, out_dir: Path, logical_date: dt.date, interval_days: int,
-                   window_days: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def _bad_values_are_final(table: str) -> Iterator[None]:
+    """A value of the wrong type or undecodable text will read the same on a retry: not retryable."""
+    try:
+        yield
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+        raise NonRetryableError(f"{table}: a value does not fit the canonical schema: {exc}") from exc
+    except sa.exc.OperationalError as exc:
+        if "decode" not in str(exc.orig).lower():  # anything else may be a lost connection
+            raise
+        raise NonRetryableError(f"{table}: undecodable text in the warehouse: {exc.orig}") from exc
+
+
+def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, interval_days: int,
+                   window_days: int, mapping: Any = None, connect_attempts: int = 1,
+                   backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                   sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """Writes interactions, items and users Parquet files for the night into ``out_dir``.
 
-    Returns the manifest fields (the caller writes the manifest last).
+    The mapping is checked for plain identifiers before connecting, and against the live
+    catalogue before any data query. Returns the manifest fields (the caller writes the
+    manifest last); the URL in them has its password hidden.
     """
     start, end = data_interval(logical_date, interval_days)
+    source = warehouse.parse_mapping(mapping)
     engine = sa.create_engine(url)
     rows: dict[str, int] = {}
     try:
-        with engine.connect() as conn:
-            for table, query in _window_queries(end, window_days).items():
-                rows[table] = copy_query_to_parquet(conn, query, out_dir / f"{table}.parquet", ARROW_SCHEMAS[table])
-                log.info("extracted %s: %d rows", table, rows[table])
+        with warehouse.connect(engine, connect_attempts, backoff_s, max_backoff_s, sleep) as conn:
+            clauses = warehouse.reflect_tables(conn, source)
+            for table, query in _window_queries(clauses, source, end, window_days).items():
+                rows[table] = copy_query_to_parquet(
+                    conn, query, out_dir / f"{table}.parquet", ARROW_SCHEMAS[table],
+                    transform=lambda frame, table=table: _canonical_values(frame, table, source))
+                log.info("extracted %s from %s: %d rows", table, source.tables[table].table, rows[table])
     finally:
         engine.dispose()
     return {
         "logical_date": logical_date.isoformat(),
         "data_interval": {"start": start.isoformat(), "end": end.isoformat()},
         "window_days": window_days,
-        "warehouse": redact_url(url),
+        "warehouse": redact_url(engine.url),
         "rows": rows,
     }

@@ -74,7 +74,7 @@ def exclude_seen(scores: torch.Tensor, seen_columns: list[list[int]]) -> None:
         scores[rows, torch.tensor(list(itertools.chain.from_iterable(seen_columns)), dtype=torch.long)] = -torch.inf
 
 
-def write_recommendations(url: str, run_date: str, model_version: int, recs: pd.DataFrame,
+def write_recommendations(url: str | sa.URL, run_date: str, model_version: int, recs: pd.DataFrame,
                           batch_rows: int = WRITE_BATCH) -> int:
     """Replaces the night's rows in one transaction: a rerun of the same date never duplicates.
 

@@ -7,8 +7,10 @@ The suite is the contract in ``pipelines.schema`` plus the thresholds of the ``v
 section of params.yaml; what fails is written to ``result.json`` and rendered by GX's own
 Data Docs site builder into ``data_docs/`` under the output directory.
 
-Checks that span tables or rows (referential integrity, the night's row count) run on small
-frames derived with pandas (``interactions_unknown_keys``, ``interactions_interval``) rather
+Checks that span tables or rows (referential integrity, events dated before their user or item
+existed, the night's row count, its volume against the earlier nights and its busiest user's
+share) run on small frames derived with pandas (``interactions_unknown_keys``,
+``interactions_before_created``, ``interactions_interval``, ``interactions_night``) rather
 than on value sets in the suite: a value set of a million keys would be copied into the suite,
 the result and every Data Docs page, while a masked column costs one ``isin`` per key column.
 """
@@ -63,7 +65,14 @@ EVENT_KEY = ("user_id", "item_id", "event_type", "ts")
 # Derived GX assets: which source table and column each of their columns speaks for.
 UNKNOWN_KEYS_ASSET = "interactions_unknown_keys"
 INTERVAL_ASSET = "interactions_interval"
+BEFORE_CREATED_ASSET = "interactions_before_created"
+NIGHT_ASSET = "interactions_night"  # one row: the night's volume ratio and busiest user's share
 REFERENCES = {"item_id": "items", "user_id": "users"}
+# Free-text columns must be readable text: no C0 control characters other than tab/newline/CR,
+# no DEL, and no U+FFFD (what a lenient decoder leaves where the stored bytes were not UTF-8).
+TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "items": ("title", "categories", "description"), "users": ("attributes",)}
+INVALID_TEXT = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
 MAX_LISTED_FAILURES = 25  # keeps summary() on one screen; result.json keeps them all
 # GX 1.x remembers the last context made by get_context() in a process-wide project manager,
 # which some objects fall back on; runs in separate processes share nothing, threads take turns.
@@ -230,6 +239,119 @@ def _interaction_expectations(params: Mapping[str, Any], end: dt.datetime) -> li
     ]
 
 
+def _text_expectations(params: Mapping[str, Any]) -> dict[str, list[Expectation]]:
+    """Titles of a sensible length; every free-text column readable (see ``INVALID_TEXT``)."""
+    import great_expectations.expectations as gxe
+
+    lo, hi = int(params["title_min_chars"]), int(params["title_max_chars"])
+    suites: dict[str, list[Expectation]] = {table: [
+        gxe.ExpectColumnValuesToNotMatchRegex(
+            column=column, regex=INVALID_TEXT,
+            meta=_meta(table, column, "valid text (no control characters or U+FFFD replacement characters)"))
+        for column in columns] for table, columns in TEXT_COLUMNS.items()}
+    suites["items"].append(gxe.ExpectColumnValueLengthsToBeBetween(
+        column="title", min_value=lo, max_value=hi,
+        meta=_meta("items", "title", f"title length between {lo} and {hi} characters")))
+    return suites
+
+
+@dataclass(frozen=True)
+class NightStats:
+    """The night's volume against the earlier nights and its busiest user, before any check.
+
+    Attributes:
+        rows: interactions inside the night's interval.
+        earlier: row counts of the earlier intervals of the same length (newest first) that
+            the extract covers, up to ``validate.volume_nights`` of them.
+        top_user: the user with the most events in the night (None on an empty night).
+        top_user_rows: that user's events in the night.
+    """
+
+    rows: int
+    earlier: tuple[int, ...]
+    top_user: str | None
+    top_user_rows: int
+
+    @property
+    def baseline(self) -> float | None:
+        """The median of the earlier nights' counts (robust to one odd night among them)."""
+        return float(pd.Series(self.earlier).median()) if self.earlier else None
+
+    @property
+    def volume_ratio(self) -> float | None:
+        baseline = self.baseline
+        return round(self.rows / baseline, 4) if baseline else None
+
+    @property
+    def top_user_share(self) -> float:
+        return round(self.top_user_rows / self.rows, 4) if self.rows else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "earlier_nights": list(self.earlier), "baseline": self.baseline,
+                "volume_ratio": self.volume_ratio, "top_user": self.top_user,
+                "top_user_rows": self.top_user_rows, "top_user_share": self.top_user_share}
+
+
+def night_stats(interactions: pd.DataFrame, start: dt.datetime, end: dt.datetime,
+                nights: int) -> NightStats | None:
+    """Counts the night's rows, the ``nights`` earlier intervals' rows and the busiest user.
+
+    An earlier interval that starts before the day of the oldest extracted event is left out:
+    the warehouse (or the training window) may not reach back that far, and a zero there is not
+    a quiet night. None where ts is not a naive datetime column (the type check reports that).
+    """
+    ts = _naive_ts(interactions)
+    if ts is None:
+        return None
+    in_night = (ts >= start) & (ts < end)
+    users = interactions["user_id"][in_night] if "user_id" in interactions else pd.Series([], dtype=object)
+    counts = users.value_counts()
+    earlier: list[int] = []
+    oldest = ts.min()
+    length = end - start
+    if pd.notna(oldest):
+        first_day = oldest.normalize()
+        recent = ts[ts >= start - nights * length]
+        for k in range(1, nights + 1):
+            lo, hi = start - k * length, end - k * length
+            if lo < first_day:
+                break
+            earlier.append(int(((recent >= lo) & (recent < hi)).sum()))
+    return NightStats(rows=int(in_night.sum()), earlier=tuple(earlier),
+                      top_user=str(counts.index[0]) if len(counts) else None,
+                      top_user_rows=int(counts.iloc[0]) if len(counts) else 0)
+
+
+def _night_expectations(params: Mapping[str, Any], night: NightStats | None) -> list[Expectation]:
+    """Volume against the earlier nights and the busiest user's share, where they are meaningful.
+
+    The volume check needs ``volume_min_nights`` earlier nights covered by the extract (the first
+    nights of a warehouse have no baseline); the share check needs ``user_share_min_rows`` events (one user's three events
+    out of five are not a bot).
+    """
+    import great_expectations.expectations as gxe
+
+    if night is None:
+        return []
+    expectations: list[Expectation] = []
+    lo, hi = float(params["volume_min_ratio"]), float(params["volume_max_ratio"])
+    if len(night.earlier) >= int(params["volume_min_nights"]) and night.baseline:
+        expectations.append(gxe.ExpectColumnMaxToBeBetween(
+            column="volume_ratio", min_value=lo, max_value=hi,
+            meta={**_meta("interactions", None,
+                          f"volume: the night's rows / median of the {len(night.earlier)} earlier nights "
+                          f"between {lo} and {hi}"),
+                  "context": f"{night.rows} rows vs median {night.baseline:g}"}))
+    share, min_rows = float(params["max_user_share"]), int(params["user_share_min_rows"])
+    if night.rows >= min_rows:
+        expectations.append(gxe.ExpectColumnMaxToBeBetween(
+            column="top_user_share", max_value=share,
+            meta={**_meta("interactions", "user_id",
+                          f"bot share: one user's events / the night's events <= {share}"),
+                  "context": f"user {night.top_user}: {night.top_user_rows} of {night.rows} events"}))
+    return expectations
+
+
 def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
                           end: dt.datetime) -> dict[str, list[Expectation]]:
     import great_expectations.expectations as gxe
@@ -244,18 +366,32 @@ def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
                 column=column, description=f"every interactions.{column} exists in {table}.{column}",
                 meta=_meta("interactions", column, f"every {column} present in {table}.{column}"))
             for column, table in REFERENCES.items()],
+        # Same idea: a column holds the key of each event dated before its user or item was created.
+        BEFORE_CREATED_ASSET: [
+            gxe.ExpectColumnValuesToBeNull(
+                column=column, description=f"no interaction before its {table}.created_at",
+                meta=_meta("interactions", "ts", f"no event before its {table}.created_at (by {column})"))
+            for column, table in REFERENCES.items()],
         INTERVAL_ASSET: [gxe.ExpectTableRowCountToBeBetween(
             min_value=min_interval, description=f"at least {min_interval} interactions with {window}",
             meta=_meta("interactions", "ts", f"at least {min_interval} rows with {window}"))],
     }
 
 
-def build_expectations(params: Mapping[str, Any], start: dt.datetime,
-                       end: dt.datetime) -> dict[str, list[Expectation]]:
-    """The whole suite, per GX asset (one suite each, since each asset is its own frame)."""
+def build_expectations(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
+                       night: NightStats | None = None) -> dict[str, list[Expectation]]:
+    """The whole suite, per GX asset (one suite each, since each asset is its own frame).
+
+    ``night`` (from ``night_stats``) adds the volume and busiest-user checks where it allows them.
+    """
     suites = {table: _table_expectations(table) for table in COLUMN_TYPES}
     suites["interactions"] += _interaction_expectations(params, end)
+    for table, expectations in _text_expectations(params).items():
+        suites[table] += expectations
     suites.update(_derived_expectations(params, start, end))
+    night_checks = _night_expectations(params, night)
+    if night_checks:
+        suites[NIGHT_ASSET] = night_checks
     return suites
 
 
@@ -265,9 +401,28 @@ def _naive_ts(interactions: pd.DataFrame) -> pd.Series | None:
     return ts if ts is not None and pd.api.types.is_datetime64_dtype(ts) else None
 
 
-def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime,
-                   end: dt.datetime) -> dict[str, pd.DataFrame]:
-    """The frames behind the cross-table and interval checks (empty where a key column is absent)."""
+def _before_created(interactions: pd.DataFrame, frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per key column, the key where the event's ts is before that user's or item's created_at.
+
+    Unknown creation times (NULL, as MovieLens has them) and orphan keys are not judged here.
+    """
+    before = pd.DataFrame(index=interactions.index)
+    ts = _naive_ts(interactions)
+    for column, table in REFERENCES.items():
+        source = frames[table]
+        if ts is None or column not in interactions or not {column, "created_at"} <= set(source.columns) \
+                or not pd.api.types.is_datetime64_dtype(source["created_at"]):
+            before[column] = pd.Series(None, index=interactions.index, dtype=object)  # the type checks say why
+            continue
+        created = interactions[column].map(source.drop_duplicates(column).set_index(column)["created_at"])
+        keys = interactions[column]
+        before[column] = keys.where(ts.values < pd.to_datetime(created).values)  # NaT compares False
+    return before
+
+
+def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime,
+                   night: NightStats | None = None) -> dict[str, pd.DataFrame]:
+    """The frames behind the cross-table, interval and night checks (empty where a column is absent)."""
     interactions = frames["interactions"]
     unknown = pd.DataFrame(index=interactions.index)
     for column, table in REFERENCES.items():
@@ -279,7 +434,12 @@ def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime,
         interval = pd.DataFrame({"ts": []})
     else:
         interval = interactions.loc[(ts >= start) & (ts < end), ["ts"]]
-    return {UNKNOWN_KEYS_ASSET: unknown, INTERVAL_ASSET: interval}
+    derived = {UNKNOWN_KEYS_ASSET: unknown, BEFORE_CREATED_ASSET: _before_created(interactions, frames),
+               INTERVAL_ASSET: interval}
+    if night is not None:
+        derived[NIGHT_ASSET] = pd.DataFrame({"volume_ratio": [night.volume_ratio],
+                                             "top_user_share": [night.top_user_share]}, dtype="float64")
+    return derived
 
 
 # --- running GX --------------------------------------------------------------------------------
@@ -400,6 +560,9 @@ def _compact(asset: str, expectation_result: Any, columns: set[str]) -> dict[str
         error = f"column {column!r} is absent"
     keep = ("observed_value", "element_count", "unexpected_count", "unexpected_percent",
             "missing_count", "partial_unexpected_list", "details")
+    observed = _observed(result, error)
+    if meta.get("context"):  # what the observed ratio is made of, e.g. "6 rows vs median 52"
+        observed = f"{observed} ({meta['context']})"
     return {
         "expectation": config.type,
         "asset": asset,
@@ -407,13 +570,13 @@ def _compact(asset: str, expectation_result: Any, columns: set[str]) -> dict[str
         "column": meta.get("column"),
         "success": bool(expectation_result.success),
         "expected": meta.get("expected", ""),
-        "observed": _observed(result, error),
+        "observed": observed,
         "error": error is not None,
         "result": _jsonable({k: result[k] for k in keep if k in result}),
     }
 
 
-def statistics(extract: Extract) -> dict[str, Any]:
+def statistics(extract: Extract, night: NightStats | None = None) -> dict[str, Any]:
     """Counts that help read a failure (and the next night's comparison)."""
     frames = extract.frames
     stats: dict[str, Any] = {f"{table}_rows": len(frame) for table, frame in frames.items()}
@@ -425,11 +588,12 @@ def statistics(extract: Extract) -> dict[str, Any]:
         stats["interval_rows"] = int(((ts >= extract.start) & (ts < extract.end)).sum())
     else:
         stats.update(oldest_ts=None, newest_ts=None, interval_rows=0)
+    stats["night"] = night.as_dict() if night is not None else None
     return stats
 
 
 def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
-            out_dir: Path) -> tuple[ValidationReport, list[dict[str, Any]]]:
+            out_dir: Path, night: NightStats | None) -> tuple[ValidationReport, list[dict[str, Any]]]:
     entries = [_compact(asset, r, set(frames[asset].columns))
                for asset, suite_result in results.items() for r in suite_result.results]
     # Causes before consequences: a column-set mismatch first, checks that errored on it last.
@@ -438,7 +602,7 @@ def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, p
                 for e in entries if not e["success"]]
     report = ValidationReport(
         success=not failures, failures=failures, logical_date=extract.logical_date,
-        statistics=statistics(extract), expectations_run=len(entries),
+        statistics=statistics(extract, night), expectations_run=len(entries),
         extract_manifest_sha256=extract.manifest_sha256, out_dir=out_dir)
     return report, entries
 
@@ -481,11 +645,12 @@ def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any]
     """
     extract = load_extract(extract_dir)
     out_dir = Path(out_dir)
-    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end)}
-    results = run_suites(build_expectations(params, extract.start, extract.end), frames,
+    night = night_stats(extract.frames["interactions"], extract.start, extract.end, int(params["volume_nights"]))
+    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night)}
+    results = run_suites(build_expectations(params, extract.start, extract.end, night), frames,
                          out_dir / DATA_DOCS_DIR if data_docs else None,
                          run_name=f"validate-{extract.logical_date}", run_time=extract.end)
-    report, entries = _report(extract, results, frames, out_dir)
+    report, entries = _report(extract, results, frames, out_dir, night)
     if data_docs:
         _annotate_index(out_dir / DATA_DOCS_DIR, report)
     write_json(out_dir / RESULT_FILE, {

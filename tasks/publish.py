@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def serving_summary(decision: dict[str, Any], champion) -> dict[str, Any]:
 
 
 def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.extract import redact_url
+    from pipelines.warehouse import redact, resolve_url
     from pipelines.io import atomic_dir, write_json, write_manifest
     from pipelines.model import load_model
     from pipelines.registry import Registry
@@ -71,18 +72,19 @@ def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     paths, k = params["paths"], int(params["publish"]["k"])
     logical_date = parse_date(args.logical_date).isoformat()
     decision = read_decision(Path(paths["promote"]), logical_date)
+    warehouse, _ = resolve_url(os.environ, paths.get("warehouse_url"))  # the warehouse extract read
     with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
         champion = registry.champion()
         model_dir = registry.artifact_path(champion.version) if champion else None
         model = load_model(model_dir) if model_dir else None
     summary: dict[str, Any] = {"logical_date": logical_date, **serving_summary(decision, champion),
-                               "warehouse": redact_url(paths["warehouse_url"]), "table": "recommendations"}
+                               "warehouse": redact(warehouse), "table": "recommendations"}
     log.info("%s", summary["reason"])
     if model is None:
         summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        rows, users = score_and_write(model, model_dir, champion.version, paths, logical_date, k)
+        rows, users = score_and_write(model, model_dir, champion.version, paths, warehouse, logical_date, k)
         summary.update(rows=rows, users=users)
         log.info("published %d rows for %d users with model version %d", rows, users, champion.version)
     with atomic_dir(Path(paths["publish"])) as staging:
@@ -90,7 +92,7 @@ def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
         write_manifest(staging, stage="publish", logical_date=logical_date)
 
 
-def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any], logical_date: str,
+def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any], warehouse, logical_date: str,
                     k: int) -> tuple[int, int]:
     """Scores every profiled user (whole history excluded), re-ranked when the champion carries a
     re-ranker, and replaces the night's rows."""
@@ -108,7 +110,7 @@ def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any],
     texts = list(profiles.items["text"])
     scorer = with_reranker(model_scorer(model, Catalogue(model, item_ids, texts)), model_dir, item_ids, texts)
     recs = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, k)
-    rows = write_recommendations(paths["warehouse_url"], logical_date, version, recs)
+    rows = write_recommendations(warehouse, logical_date, version, recs)
     return rows, int(recs["user_id"].nunique())
 
 

@@ -74,11 +74,15 @@ def reproduce(version: int, params: dict[str, Any], project: Path, *, from_stage
 
 def restore_and_rerun(target, lock: str, project: Path, worktree: Path, from_stage: str) -> list[Comparison]:
     from pipelines.io import sha256_dir
-    from pipelines.snapshot import restore_night
+    from pipelines.snapshot import SnapshotError, restore_night
 
     share_dvc_storage(project, worktree)
     started = time.monotonic()
-    restore_night(worktree, lock)
+    try:
+        restore_night(worktree, lock)
+    except SnapshotError as exc:
+        raise NonRetryableError(f"version {target.version}'s outputs could not be restored from the DVC cache "
+                                f"or the remote: {exc}") from exc
     rerun_params = write_rerun_params(worktree, project, target.run_date, target.params)
     outputs = {stage: worktree / rerun_params["paths"][OUTPUT_PARAM[stage]] for stage in RERUNNABLE}
     restored = {stage: output_digest(stage, path) for stage, path in outputs.items()}

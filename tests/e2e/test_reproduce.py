@@ -93,7 +93,7 @@ def test_reproduce_without_the_data_fails_clearly(
     finally:
         shutil.move(night / "dvcstore-moved", night / ".dvcstore")
     assert code != 0
-    assert "data/profiles" in capsys.readouterr().err
+    assert "version 1's outputs could not be restored from the DVC cache or the remote" in capsys.readouterr().err
 
 
 @pytest.mark.slow

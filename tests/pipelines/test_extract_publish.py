@@ -5,9 +5,13 @@ import datetime as dt
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+import yaml
 
+from pipelines import extract as extract_module
 from pipelines import schema
 from pipelines.extract import data_interval, extract_window, redact_url
+from tasks import extract as extract_task
+from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -54,3 +58,28 @@ def test_extract_reads_only_what_is_known_before_the_interval_end(warehouse, tmp
 def test_redacted_url_hides_the_password():
     assert "s3cret" not in redact_url("postgresql://user:s3cret@db:5432/wh")
 
+
+
+def test_a_stage_failing_after_some_writes_leaves_the_last_extract(warehouse, tmp_path, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_WAREHOUSE", raising=False)
+    monkeypatch.delenv("RETRAIN_WAREHOUSE_URL", raising=False)
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    out = tmp_path / "data" / "extract"
+    params["paths"].update(extract=str(out), warehouse_url=warehouse)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    argv = ["--params", str(tmp_path / "params.yaml"), "--logical-date", "2026-03-02"]
+    assert extract_task.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_copy, written = extract_module.copy_query_to_parquet, []
+
+    def copy_then_fail(conn, query, path, *args, **kwargs):
+        if written:
+            raise OSError("disk full")
+        written.append(real_copy(conn, query, path, *args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(extract_module, "copy_query_to_parquet", copy_then_fail)
+    assert extract_task.main(argv) == 1
+    assert written == [3]  # the failure came after interactions.parquet was written
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["extract"]

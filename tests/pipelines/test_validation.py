@@ -18,20 +18,22 @@ import pytest
 
 from pipelines import schema
 from pipelines.io import NonRetryableError, read_json, sha256_file
-from pipelines.validation import require_validated, validate_extract
+from pipelines.validation import NIGHT_ASSET, build_expectations, night_stats, require_validated, validate_extract
 
 LOGICAL_DATE = "2026-03-02"
 START = dt.datetime(2026, 3, 1)
 END = dt.datetime(2026, 3, 2)
 N_EVENTS = 30  # every 2 hours back from END: 12 inside the night's interval, newest END - 2 h
 PARAMS = {"min_rows": 20, "min_interval_rows": 5, "max_staleness_hours": 48,
-          "rating_min": 0.5, "rating_max": 5.0}
+          "rating_min": 0.5, "rating_max": 5.0,
+          "volume_nights": 7, "volume_min_nights": 3, "volume_min_ratio": 0.25, "volume_max_ratio": 4.0,
+          "max_user_share": 0.5, "user_share_min_rows": 50, "title_min_chars": 1, "title_max_chars": 256}
 
 Frames = dict[str, pd.DataFrame]
 
 
 def clean_frames() -> Frames:
-    """A consistent extract: 5 users, 7 items, 30 events of every type over 60 hours."""
+    """A consistent extract: 5 users (all older than their events), 7 items, 30 events of every type over 60 hours."""
     event_types = [schema.EVENT_TYPES[i % len(schema.EVENT_TYPES)] for i in range(N_EVENTS)]
     interactions = pd.DataFrame({
         "event_id": pd.Series(range(N_EVENTS), dtype="int64"),
@@ -49,7 +51,7 @@ def clean_frames() -> Frames:
     })
     users = pd.DataFrame({
         "user_id": [f"u{i}" for i in range(5)], "attributes": ["age 30"] * 5,
-        "created_at": pd.Series([START] * 5, dtype="datetime64[us]"),
+        "created_at": pd.Series([START - dt.timedelta(days=30)] * 5, dtype="datetime64[us]"),
     })
     return {"interactions": interactions, "items": items, "users": users}
 
@@ -120,6 +122,16 @@ def _stale(frames: Frames) -> None:
     frames["interactions"]["ts"] -= dt.timedelta(days=10)
 
 
+def _one_user_night(frames: Frames) -> None:
+    """9 of the night's 12 events (the last 12 rows) from user u1."""
+    interactions = frames["interactions"]
+    interactions.loc[interactions.index[-12:-3], "user_id"] = "u1"
+
+
+def _drop_half_of_night(frames: Frames) -> None:
+    frames["interactions"] = frames["interactions"].drop(frames["interactions"].index[-12::2])
+
+
 def _nothing(frames: Frames) -> None:
     """The data stays clean; the case changes a threshold instead."""
 
@@ -153,7 +165,9 @@ CASES: dict[str, tuple[Callable[[Frames], None], dict[str, Any], list[tuple[str,
     "renamed_column": (_rename("items", "title", "name"), {},
                        [("expect_table_columns_to_match_set", "items", None),
                         ("expect_column_values_to_be_of_type", "items", "title"),
-                        ("expect_column_values_to_not_be_null", "items", "title")], "unexpected ['name']"),
+                        ("expect_column_values_to_not_be_null", "items", "title"),
+                        ("expect_column_values_to_not_match_regex", "items", "title"),
+                        ("expect_column_value_lengths_to_be_between", "items", "title")], "unexpected ['name']"),
     "extra_column": (_add_column, {},
                      [("expect_table_columns_to_match_set", "users", None)], "unexpected ['email']"),
     "wrong_type": (_event_id_as_float, {},
@@ -172,6 +186,23 @@ CASES: dict[str, tuple[Callable[[Frames], None], dict[str, Any], list[tuple[str,
                      [("expect_table_row_count_to_be_between", "interactions", None)], "30"),
     "too_few_interval_rows": (_nothing, {"min_interval_rows": 13},
                               [("expect_table_row_count_to_be_between", "interactions", "ts")], "12"),
+    "empty_title": (_set("items", 1, "title", ""), {},
+                    [("expect_column_value_lengths_to_be_between", "items", "title")], "1 of 7"),
+    "oversized_title": (_set("items", 1, "title", "x" * 300), {},
+                        [("expect_column_value_lengths_to_be_between", "items", "title")], "xxxx"),
+    "replacement_character": (_set("items", 2, "description", "K\ufffdo"), {},
+                              [("expect_column_values_to_not_match_regex", "items", "description")], "K\ufffdo"),
+    "control_character": (_set("users", 0, "attributes", "age\x0030"), {},
+                          [("expect_column_values_to_not_match_regex", "users", "attributes")], "1 of 5"),
+    "event_before_user_created": (_set("users", 0, "created_at", END), {},
+                                  [("expect_column_values_to_be_null", "interactions", "ts")], "u0"),
+    "bot_share": (_one_user_night, {"user_share_min_rows": 5},
+                  [("expect_column_max_to_be_between", "interactions", "user_id")], "user u1: 9 of 12"),
+    # 2 earlier intervals: [END-48h, END-24h) holds 12 events, [END-72h, END-48h) the 6 from END-60h on.
+    "volume_above_band": (_nothing, {"volume_min_nights": 2, "volume_max_ratio": 1.2},
+                          [("expect_column_max_to_be_between", "interactions", None)], "12 rows vs median 9"),
+    "volume_below_band": (_drop_half_of_night, {"volume_min_nights": 2, "volume_min_ratio": 0.8},
+                          [("expect_column_max_to_be_between", "interactions", None)], "6 rows vs median 9"),
 }
 
 
@@ -196,6 +227,22 @@ def test_each_failure_mode_fails_by_name(case: str, tmp_path: Path) -> None:
     assert {(f["expectation"], f["table"], f["column"]) for f in result["failures"]} == set(expected)
     summary = report.summary()
     assert "FAILED" in summary and expected[0][0] in summary and observed_text in summary
+
+
+def test_night_checks_wait_for_a_baseline_and_enough_events() -> None:
+    interactions = clean_frames()["interactions"]
+    night = night_stats(interactions, START, END, nights=7)
+    # Earlier intervals: [END-48h, END-24h) and [END-72h, END-48h); the one before starts a day
+    # before the oldest event (END-60h), so it is not counted as an empty night.
+    assert night is not None and (night.rows, night.earlier, night.baseline) == (12, (12, 6), 9.0)
+    assert (night.top_user_rows, night.top_user_share) == (3, 0.25)
+
+    def night_checks(**overrides: Any) -> list[str]:
+        suites = build_expectations({**PARAMS, **overrides}, START, END, night)
+        return [e.meta["expected"].split(":")[0] for e in suites.get(NIGHT_ASSET, [])]
+
+    assert night_checks() == []  # 2 earlier nights < 3, 12 events < 50
+    assert night_checks(volume_min_nights=2, user_share_min_rows=12) == ["volume", "bot share"]
 
 
 # --- full runs with Data Docs ------------------------------------------------------------------

@@ -19,7 +19,9 @@ from tasks.validate import main
 LOGICAL_DATE = "2026-03-02"
 END = dt.datetime(2026, 3, 2)
 VALIDATE_PARAMS = {"min_rows": 10, "min_interval_rows": 3, "max_staleness_hours": 48,
-                   "rating_min": 0.5, "rating_max": 5.0}
+                   "rating_min": 0.5, "rating_max": 5.0,
+                   "volume_nights": 7, "volume_min_nights": 3, "volume_min_ratio": 0.25, "volume_max_ratio": 4.0,
+                   "max_user_share": 0.5, "user_share_min_rows": 50, "title_min_chars": 1, "title_max_chars": 256}
 
 
 def write_extract(directory: Path, *, logical_date: str = LOGICAL_DATE, bad_rating: bool = False) -> None:
