@@ -21,6 +21,10 @@ the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
 configuration): the task fails at once; any other code is treated as transient and retried
 (2 retries, exponential backoff from 2 min, at most 30 min).
 
+**On failure** (for good, after any retries) a notifier logs the task's failure summary and
+appends it to `state/notifications.jsonl`; a failed validation names each failed expectation
+and where the night's data was quarantined (`paths.quarantine/<ds>/`).
+
 This file is wiring only: the stage graph of `dvc.yaml`, which tests/dags prove it matches.
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronTriggerTimetable, chain, dag
 
+from failure_notifier import StageFailureNotifier
 from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflow parses this file
 
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
@@ -51,6 +56,9 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=30),
     "execution_timeout": dt.timedelta(hours=1),
+    # Once a task has failed for good: its summary (a failed validation's expectations) goes to
+    # the task log and state/notifications.jsonl; see dags/failure_notifier.py for Slack or email.
+    "on_failure_callback": StageFailureNotifier(project_dir=PROJECT_DIR),
 }
 
 

@@ -445,6 +445,30 @@ class Registry:
         log.info("rollback: version %d is champion again (was %d) by %s: %s", target.version, current, actor, reason)
         return ChampionChange(previous=current, champion=target, audit_id=audit_id)
 
+    def record(
+        self, action: str, *, reason: str, actor: str, details: Mapping[str, Any], version: int | None = None
+    ) -> int:
+        """Appends an audit entry for an event that moves no alias (e.g. ``accept_anomaly``).
+
+        Returns:
+            The audit entry's id.
+
+        Raises:
+            RegistryError: ``action``, ``reason`` or ``actor`` is empty, or ``action`` is one
+                that moves the champion (those go through ``promote``/``rollback``).
+            UnknownVersionError: ``version`` is given and not registered.
+        """
+        action = _required_text(action, "action")
+        reason, actor = _required_text(reason, "reason"), _required_text(actor, "actor")
+        if action in ALIAS_ACTIONS or action in (ACTION_REFUSE, ACTION_BLESS):
+            raise RegistryError(f"action {action!r} is written by the registry itself, not by record()")
+        with self._write() as conn:
+            if version is not None:
+                _select_version(conn, version)
+            audit_id = _audit(conn, action=action, version=version, actor=actor, reason=reason, details=details)
+        log.info("%s recorded by %s (audit entry %d): %s", action, actor, audit_id, reason)
+        return audit_id
+
     # -- queries -------------------------------------------------------------------------
 
     def champion(self) -> ModelVersion | None:

@@ -9,19 +9,25 @@ Data Docs site builder into ``data_docs/`` under the output directory.
 
 Checks that span tables or rows (referential integrity, events dated before their user or item
 existed, the night's row count, its volume against the earlier nights and its busiest user's
-share) run on small frames derived with pandas (``interactions_unknown_keys``,
-``interactions_before_created``, ``interactions_interval``, ``interactions_night``) rather
+share, its drift against the night before) run on small frames derived with pandas
+(``interactions_unknown_keys``, ``interactions_before_created``, ``interactions_interval``,
+``interactions_night``, ``interactions_drift``) rather
 than on value sets in the suite: a value set of a million keys would be copied into the suite,
 the result and every Data Docs page, while a masked column costs one ``isin`` per key column.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import datetime as dt
+import fcntl
+import io
 import logging
+import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -29,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pipelines import drift as drift_metrics
 from pipelines import schema
-from pipelines.io import NonRetryableError, read_json, sha256_file, write_json
+from pipelines.io import NonRetryableError, read_json, sha256_file, write_json, write_text
 
 if TYPE_CHECKING:  # great_expectations takes seconds to import: only inside the functions
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -67,6 +74,23 @@ UNKNOWN_KEYS_ASSET = "interactions_unknown_keys"
 INTERVAL_ASSET = "interactions_interval"
 BEFORE_CREATED_ASSET = "interactions_before_created"
 NIGHT_ASSET = "interactions_night"  # one row: the night's volume ratio and busiest user's share
+DRIFT_ASSET = "interactions_drift"  # one row: the night's checked distances to the night before
+# Drift distance -> (the interactions column it speaks for, its threshold in validate.drift, words).
+DRIFT_CHECKS: dict[str, tuple[str, str, str]] = {
+    "event_mix_tv": ("event_type", "max_event_mix_tv",
+                     "event-type mix: total variation distance to the previous night"),
+    "popularity_js": ("item_id", "max_popularity_js",
+                      "item popularity: Jensen-Shannon divergence to the previous night"),
+    "activity_js": ("user_id", "max_activity_js",
+                    "per-user activity: Jensen-Shannon divergence of events-per-user to the previous night"),
+    "new_user_share": ("user_id", "max_new_user_share",
+                       "new users: share of the night's users with no earlier event"),
+    "new_item_share": ("item_id", "max_new_item_share",
+                       "new items: share of the night's items with no earlier event"),
+}
+NEW_SHARES = ("new_user_share", "new_item_share")
+HISTORY_FIELDS = ["logical_date", "success", "failures", "interactions_rows", "interval_rows", "volume_ratio",
+                  "top_user_share", *DRIFT_CHECKS]
 REFERENCES = {"item_id": "items", "user_id": "users"}
 # Free-text columns must be readable text: no C0 control characters other than tab/newline/CR,
 # no DEL, and no U+FFFD (what a lenient decoder leaves where the stored bytes were not UTF-8).
@@ -352,6 +376,87 @@ def _night_expectations(params: Mapping[str, Any], night: NightStats | None) -> 
     return expectations
 
 
+@dataclass(frozen=True)
+class DriftPlan:
+    """The night's drift distances and which of them the suite checks.
+
+    Attributes:
+        distances: every distance of ``pipelines.drift.NightDrift`` (None where not computed).
+        checked: distance -> value, for the distances the suite compares with their thresholds.
+        skipped: distance -> why it is not checked tonight (no previous night, too few events...).
+        context: the counts behind the distances, for the failure line.
+    """
+
+    distances: dict[str, Any]
+    checked: dict[str, float]
+    skipped: dict[str, str]
+    context: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.distances, "checked": sorted(self.checked), "skipped": dict(self.skipped)}
+
+
+def _skip_all(reason: str) -> DriftPlan:
+    return DriftPlan({}, {}, {name: reason for name in DRIFT_CHECKS})
+
+
+def drift_plan(interactions: pd.DataFrame, start: dt.datetime, end: dt.datetime,
+               params: Mapping[str, Any]) -> DriftPlan:
+    """The night's distances to the night before it (the same interval one length earlier).
+
+    The previous night comes from the same extract, so the comparison needs no stored state; an
+    earlier interval that starts before the day of the oldest extracted event is not a night
+    (the warehouse or the training window does not reach back that far). ``params`` is the
+    ``validate`` section; without a ``drift`` part no drift check runs.
+    """
+    settings = params.get("drift")
+    if not settings:
+        return _skip_all("validate.drift is not configured")
+    ts = _naive_ts(interactions)
+    absent = [c for c in ("user_id", "item_id", "event_type") if c not in interactions]
+    if ts is None or absent or not ts.notna().any():
+        return _skip_all("the interactions lack a usable ts, user_id, item_id or event_type column")
+    length, first_day = end - start, ts.min().normalize()
+    if start - length < first_day:
+        return _skip_all("no previous night in the extract")
+    night = interactions[(ts >= start) & (ts < end)]
+    distances = drift_metrics.night_drift(
+        night, interactions[(ts >= start - length) & (ts < start)], interactions[ts < start],
+        history_nights=int((start - first_day) / length), smoothing=float(settings["popularity_smoothing"]))
+    values = distances.as_dict()
+    min_rows = int(settings["min_rows"])
+    context = f"{distances.rows} events vs {distances.previous_rows} the night before"
+    if min(distances.rows, distances.previous_rows) < max(min_rows, 1):
+        reason = f"{context}: fewer than validate.drift.min_rows={min_rows}"
+        return DriftPlan(values, {}, {name: reason for name in DRIFT_CHECKS}, context)
+    skipped = {}
+    if distances.history_nights < int(settings["new_share_min_nights"]):
+        skipped = {name: f"{distances.history_nights} earlier nights in the extract, fewer than "
+                         f"validate.drift.new_share_min_nights={settings['new_share_min_nights']}"
+                   for name in NEW_SHARES}
+    checked = {name: float(values[name]) for name in DRIFT_CHECKS
+               if name not in skipped and values[name] is not None}
+    return DriftPlan(values, checked, skipped, context)
+
+
+def _drift_expectations(params: Mapping[str, Any], plan: DriftPlan | None) -> list[Expectation]:
+    """One max-threshold check per distance the plan checks tonight."""
+    import great_expectations.expectations as gxe
+
+    if plan is None or not plan.checked:
+        return []
+    settings = params["drift"]
+    expectations: list[Expectation] = []
+    for name in plan.checked:
+        column, key, words = DRIFT_CHECKS[name]
+        limit = float(settings[key])
+        expectations.append(gxe.ExpectColumnMaxToBeBetween(
+            column=name, max_value=limit,
+            meta={**_meta("interactions", column, f"{words} <= {limit} (validate.drift.{key})"),
+                  "context": plan.context}))
+    return expectations
+
+
 def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
                           end: dt.datetime) -> dict[str, list[Expectation]]:
     import great_expectations.expectations as gxe
@@ -379,10 +484,12 @@ def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
 
 
 def build_expectations(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
-                       night: NightStats | None = None) -> dict[str, list[Expectation]]:
+                       night: NightStats | None = None,
+                       drift: DriftPlan | None = None) -> dict[str, list[Expectation]]:
     """The whole suite, per GX asset (one suite each, since each asset is its own frame).
 
-    ``night`` (from ``night_stats``) adds the volume and busiest-user checks where it allows them.
+    ``night`` (from ``night_stats``) adds the volume and busiest-user checks where it allows them;
+    ``drift`` (from ``drift_plan``) the drift checks it marks as checked.
     """
     suites = {table: _table_expectations(table) for table in COLUMN_TYPES}
     suites["interactions"] += _interaction_expectations(params, end)
@@ -392,6 +499,9 @@ def build_expectations(params: Mapping[str, Any], start: dt.datetime, end: dt.da
     night_checks = _night_expectations(params, night)
     if night_checks:
         suites[NIGHT_ASSET] = night_checks
+    drift_checks = _drift_expectations(params, drift)
+    if drift_checks:
+        suites[DRIFT_ASSET] = drift_checks
     return suites
 
 
@@ -421,7 +531,7 @@ def _before_created(interactions: pd.DataFrame, frames: Mapping[str, pd.DataFram
 
 
 def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime,
-                   night: NightStats | None = None) -> dict[str, pd.DataFrame]:
+                   night: NightStats | None = None, drift: DriftPlan | None = None) -> dict[str, pd.DataFrame]:
     """The frames behind the cross-table, interval and night checks (empty where a column is absent)."""
     interactions = frames["interactions"]
     unknown = pd.DataFrame(index=interactions.index)
@@ -439,6 +549,8 @@ def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: 
     if night is not None:
         derived[NIGHT_ASSET] = pd.DataFrame({"volume_ratio": [night.volume_ratio],
                                              "top_user_share": [night.top_user_share]}, dtype="float64")
+    if drift is not None and drift.checked:
+        derived[DRIFT_ASSET] = pd.DataFrame({name: [value] for name, value in drift.checked.items()}, dtype="float64")
     return derived
 
 
@@ -576,7 +688,7 @@ def _compact(asset: str, expectation_result: Any, columns: set[str]) -> dict[str
     }
 
 
-def statistics(extract: Extract, night: NightStats | None = None) -> dict[str, Any]:
+def statistics(extract: Extract, night: NightStats | None = None, drift: DriftPlan | None = None) -> dict[str, Any]:
     """Counts that help read a failure (and the next night's comparison)."""
     frames = extract.frames
     stats: dict[str, Any] = {f"{table}_rows": len(frame) for table, frame in frames.items()}
@@ -589,11 +701,13 @@ def statistics(extract: Extract, night: NightStats | None = None) -> dict[str, A
     else:
         stats.update(oldest_ts=None, newest_ts=None, interval_rows=0)
     stats["night"] = night.as_dict() if night is not None else None
+    stats["drift"] = drift.as_dict() if drift is not None else None
     return stats
 
 
 def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
-            out_dir: Path, night: NightStats | None) -> tuple[ValidationReport, list[dict[str, Any]]]:
+            out_dir: Path, night: NightStats | None,
+            drift: DriftPlan | None = None) -> tuple[ValidationReport, list[dict[str, Any]]]:
     entries = [_compact(asset, r, set(frames[asset].columns))
                for asset, suite_result in results.items() for r in suite_result.results]
     # Causes before consequences: a column-set mismatch first, checks that errored on it last.
@@ -602,7 +716,7 @@ def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, p
                 for e in entries if not e["success"]]
     report = ValidationReport(
         success=not failures, failures=failures, logical_date=extract.logical_date,
-        statistics=statistics(extract, night), expectations_run=len(entries),
+        statistics=statistics(extract, night, drift), expectations_run=len(entries),
         extract_manifest_sha256=extract.manifest_sha256, out_dir=out_dir)
     return report, entries
 
@@ -646,11 +760,12 @@ def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any]
     extract = load_extract(extract_dir)
     out_dir = Path(out_dir)
     night = night_stats(extract.frames["interactions"], extract.start, extract.end, int(params["volume_nights"]))
-    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night)}
-    results = run_suites(build_expectations(params, extract.start, extract.end, night), frames,
+    drift = drift_plan(extract.frames["interactions"], extract.start, extract.end, params)
+    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night, drift)}
+    results = run_suites(build_expectations(params, extract.start, extract.end, night, drift), frames,
                          out_dir / DATA_DOCS_DIR if data_docs else None,
                          run_name=f"validate-{extract.logical_date}", run_time=extract.end)
-    report, entries = _report(extract, results, frames, out_dir, night)
+    report, entries = _report(extract, results, frames, out_dir, night, drift)
     if data_docs:
         _annotate_index(out_dir / DATA_DOCS_DIR, report)
     write_json(out_dir / RESULT_FILE, {
@@ -691,3 +806,58 @@ def require_validated(validate_dir: Path, extract_dir: Path) -> None:
             f"validation result {result_path} is about another extract "
             f"(manifest sha256 {str(result.get('extract_manifest_sha256'))[:12]}, "
             f"current {current[:12]}): rerun the validate stage")
+
+
+# --- the history across nights -----------------------------------------------------------------
+
+
+def history_row(report: ValidationReport) -> dict[str, Any]:
+    """The night's verdict, counts and drift distances as one row of the history (``HISTORY_FIELDS``)."""
+    stats = report.statistics
+    night, drift = stats.get("night") or {}, stats.get("drift") or {}
+    row = {"logical_date": report.logical_date, "success": report.success, "failures": len(report.failures),
+           "interactions_rows": stats.get("interactions_rows"), "interval_rows": stats.get("interval_rows"),
+           "volume_ratio": night.get("volume_ratio"), "top_user_share": night.get("top_user_share")}
+    return {**row, **{name: drift.get(name) for name in DRIFT_CHECKS}}
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on ``directory``: two nights validated at once must not drop each other's row."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_history(path: Path, row: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Puts ``row`` into the CSV history at ``path``, one row per logical date, sorted by date.
+
+    A rerun of a date replaces its row; the file is rewritten atomically (temp file, rename), so
+    a reader or a crash never sees half a file. Every night is recorded, passed or failed.
+
+    Returns:
+        The rows now in the file (as strings, as CSV holds them).
+
+    Raises:
+        NonRetryableError: an existing history without a logical_date column.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.parent):
+        rows: list[dict[str, str]] = []
+        if path.is_file():
+            reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+            if "logical_date" not in (reader.fieldnames or []):
+                raise NonRetryableError(f"validation history {path} has no logical_date column")
+            rows = [r for r in reader if r["logical_date"] != str(row["logical_date"])]
+        rows.append({field: "" if row.get(field) is None else str(row[field]) for field in HISTORY_FIELDS})
+        rows.sort(key=lambda r: r["logical_date"])
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(path, buffer.getvalue())
+    return rows

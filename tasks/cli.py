@@ -51,6 +51,53 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return module.main(["--params", args.params, "--logical-date", args.logical_date])
 
 
+VALIDATE_HELP = """\
+Runs the validate stage for one night: the Great Expectations suite over data/extract (the
+night's Parquet extract), the same entry point Airflow and dvc repro run.
+
+The suite: exact columns and types per table; non-null and unique keys; ratings on the scale
+and known event types; no duplicate events; every interaction's user and item present (and
+created before it); timestamps inside the data interval, none after it, the newest fresh
+enough; enough rows; the night's volume against the median of the earlier nights; no single
+user producing most of the night; titles non-empty and bounded, all text readable; drift
+against the previous night (event mix, item popularity, per-user activity, new users and items).
+
+Thresholds live in params.yaml under validate.* (min_rows, min_interval_rows,
+max_staleness_hours, rating_min/max, volume_nights, volume_min_nights, volume_min/max_ratio,
+max_user_share, user_share_min_rows, title_min/max_chars) and validate.drift.*. Every night's
+statistics and drift distances are kept in reports/validate/history.csv (DVC plots).
+
+On failure: exit code 3 (not retried), a one-screen summary naming each failed expectation,
+column, observed value and threshold; data/validate/result.json and its Data Docs are
+written, and the night's extract and report are copied into paths.quarantine/<date>/
+(default state/quarantine; a rerun of the night replaces it). Registry, champion and
+warehouse are untouched.
+
+Override: --accept EXPECTATION[:COLUMN] --reason TEXT accepts that failed expectation for
+--logical-date only (the same as an entry in params validate.accept). Each acceptance is
+recorded in result.json, the validate manifest and the registry audit log (accept_anomaly);
+if every failure is accepted the night goes on. An --accept that matches nothing is reported.
+
+example:
+  retrain validate --logical-date 2026-03-02 \\
+      --accept expect_column_values_to_be_between:rating --reason "partner resent a 0-10 batch"
+"""
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tasks import validate
+
+    if args.accept and not (args.reason or "").strip():
+        print("retrain validate: --accept needs --reason (why the anomaly is accepted)", file=sys.stderr)
+        return EXIT_USAGE
+    argv = ["--params", args.params, "--logical-date", args.logical_date, "--actor", args.actor]
+    for spec in args.accept or []:
+        argv += ["--accept", spec]
+    if args.reason:
+        argv += ["--reason", args.reason]
+    return validate.main(argv)
+
+
 PROMOTE_NEEDS_FORCE = (
     "retrain registry promote: the promote stage promotes blessed candidates on its own; a manual "
     "promotion overrides the gate and needs --force and --reason"
@@ -132,12 +179,12 @@ def _registry_rollback(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _registry_audit(registry: Registry, args: argparse.Namespace) -> int:
-    print(f"{'id':>5}  {'at (UTC)':19}  {'action':13}  {'version':>7}  {'prev':>4}  {'actor':12}  reason")
+    print(f"{'id':>5}  {'at (UTC)':19}  {'action':14}  {'version':>7}  {'prev':>4}  {'actor':12}  reason")
     for e in registry.audit_log(limit=args.limit):
         version = "-" if e.version is None else str(e.version)
         previous = e.details.get("previous_champion")
         previous = "-" if previous is None else str(previous)
-        print(f"{e.id:>5}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:13}  {version:>7}  {previous:>4}  "
+        print(f"{e.id:>5}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:14}  {version:>7}  {previous:>4}  "
               f"{e.actor:12}  {e.reason}")
     return 0
 
@@ -215,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("stage", choices=STAGES)
     stage.add_argument("--logical-date", required=True, help="the night, YYYY-MM-DD")
     stage.set_defaults(func=cmd_stage)
+
+    validate = sub.add_parser("validate", help="run the validation suite for a night (override: --accept/--reason)",
+                              description=VALIDATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    validate.add_argument("--logical-date", required=True, help="the night, YYYY-MM-DD")
+    validate.add_argument("--accept", action="append", metavar="EXPECTATION[:COLUMN]",
+                          help="accept this failed expectation (on COLUMN) for this night only; repeatable")
+    validate.add_argument("--reason", help="required with --accept: why, recorded in the audit log")
+    validate.add_argument("--actor", default=_default_actor(), help="who accepts it (default: $USER)")
+    validate.set_defaults(func=cmd_validate)
 
     _add_registry_parser(sub)
 

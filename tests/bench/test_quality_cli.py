@@ -60,6 +60,7 @@ def test_bench_params_change_only_the_documented_overrides(tmp_path):
     changed = {k for k in after if before.get(k) != after[k]}
     assert changed - {k for k in changed if k.startswith("paths.")} == {
         "run.logical_date", "validate.min_interval_rows", "validate.max_staleness_hours",
+        "validate.volume_min_nights", "validate.user_share_min_rows", "validate.drift.min_rows",
         "finetune.budget_minutes", "finetune.epochs"}
     assert all(str(tmp_path) in str(v) for k, v in after.items() if k.startswith("paths."))
     assert params["paths"]["warehouse_url"] == f"sqlite:///{tmp_path}/warehouse.db"

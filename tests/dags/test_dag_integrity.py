@@ -19,6 +19,7 @@ from .conftest import DAGS_FOLDER, PROJECT_ROOT
 
 DAG_FILE = DAGS_FOLDER / "nightly_retrain.py"
 OPERATOR_FILE = DAGS_FOLDER / "stage_operator.py"
+NOTIFIER_FILE = DAGS_FOLDER / "failure_notifier.py"
 EXPECTED_EDGES = {
     ("extract", "validate"),
     ("validate", "profiles"),
@@ -68,6 +69,14 @@ def test_every_task_retries_with_exponential_backoff(retrain_dag):
         assert task.execution_timeout is not None, task.task_id
 
 
+def test_every_task_notifies_once_it_has_failed_for_good(retrain_dag):
+    for task in retrain_dag.tasks:
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert [type(c).__name__ for c in callbacks] == ["StageFailureNotifier"], task.task_id
+        assert not task.on_retry_callback, task.task_id  # a retried failure is not news yet
+
+
 def test_queues(retrain_dag):
     queues = {task.task_id: task.queue for task in retrain_dag.tasks}
     assert queues.pop("finetune") == "gpu"
@@ -79,8 +88,8 @@ def test_edges_are_the_stage_chain(retrain_dag):
 
 
 def test_dag_modules_import_only_airflow_pendulum_stdlib():
-    allowed = set(sys.stdlib_module_names) | {"airflow", "pendulum", "stage_operator"}
-    for path in (DAG_FILE, OPERATOR_FILE):
+    allowed = set(sys.stdlib_module_names) | {"airflow", "pendulum", "stage_operator", "failure_notifier"}
+    for path in (DAG_FILE, OPERATOR_FILE, NOTIFIER_FILE):
         tree = ast.parse(path.read_text())
         top_level = set()
         for node in tree.body:  # module level only: imports inside functions run at execute time
@@ -106,7 +115,7 @@ print(json.dumps(sorted(sys.modules)))
                             cwd=PROJECT_ROOT.parent)  # not the project root: `tasks` must not be importable by accident
     assert result.returncode == 0, result.stderr
     modules = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "stage_operator" in modules and "airflow.sdk" in modules
+    assert "stage_operator" in modules and "failure_notifier" in modules and "airflow.sdk" in modules
     loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY_MODULES)
     assert loaded == []
 

@@ -18,7 +18,17 @@ import pytest
 
 from pipelines import schema
 from pipelines.io import NonRetryableError, read_json, sha256_file
-from pipelines.validation import NIGHT_ASSET, build_expectations, night_stats, require_validated, validate_extract
+from pipelines.validation import (
+    HISTORY_FIELDS,
+    NIGHT_ASSET,
+    build_expectations,
+    drift_plan,
+    history_row,
+    night_stats,
+    require_validated,
+    update_history,
+    validate_extract,
+)
 
 LOGICAL_DATE = "2026-03-02"
 START = dt.datetime(2026, 3, 1)
@@ -27,7 +37,10 @@ N_EVENTS = 30  # every 2 hours back from END: 12 inside the night's interval, ne
 PARAMS = {"min_rows": 20, "min_interval_rows": 5, "max_staleness_hours": 48,
           "rating_min": 0.5, "rating_max": 5.0,
           "volume_nights": 7, "volume_min_nights": 3, "volume_min_ratio": 0.25, "volume_max_ratio": 4.0,
-          "max_user_share": 0.5, "user_share_min_rows": 50, "title_min_chars": 1, "title_max_chars": 256}
+          "max_user_share": 0.5, "user_share_min_rows": 50, "title_min_chars": 1, "title_max_chars": 256,
+          "drift": {"min_rows": 50, "popularity_smoothing": 0.5, "max_event_mix_tv": 0.2, "max_popularity_js": 0.25,
+                    "max_activity_js": 0.15, "new_share_min_nights": 7, "max_new_user_share": 0.5,
+                    "max_new_item_share": 0.5}}
 
 Frames = dict[str, pd.DataFrame]
 
@@ -132,6 +145,25 @@ def _drop_half_of_night(frames: Frames) -> None:
     frames["interactions"] = frames["interactions"].drop(frames["interactions"].index[-12::2])
 
 
+def _night_all_purchases(frames: Frames) -> None:
+    """A tracking change: every event of the night (the last 12 rows) logged as a purchase."""
+    frames["interactions"].loc[frames["interactions"].index[-12:], "event_type"] = "purchase"
+
+
+def _night_on_new_items(frames: Frames) -> None:
+    """The night's events all on items that no earlier event mentions (re-keyed ids, say)."""
+    new = pd.DataFrame({"item_id": ["n0", "n1", "n2"], "title": ["New 0", "New 1", "New 2"], "categories": "a",
+                        "description": "", "created_at": pd.Series([pd.NaT] * 3, dtype="datetime64[us]")})
+    frames["items"] = pd.concat([frames["items"], new], ignore_index=True)
+    interactions = frames["interactions"]
+    interactions.loc[interactions.index[-12:], "item_id"] = [f"n{i % 3}" for i in range(12)]
+
+
+def _drift(**overrides: Any) -> dict[str, Any]:
+    """Drift checks on the tiny nights (12 events each), with some thresholds changed."""
+    return {"drift": {**PARAMS["drift"], "min_rows": 5, **overrides}}
+
+
 def _nothing(frames: Frames) -> None:
     """The data stays clean; the case changes a threshold instead."""
 
@@ -203,6 +235,11 @@ CASES: dict[str, tuple[Callable[[Frames], None], dict[str, Any], list[tuple[str,
                           [("expect_column_max_to_be_between", "interactions", None)], "12 rows vs median 9"),
     "volume_below_band": (_drop_half_of_night, {"volume_min_nights": 2, "volume_min_ratio": 0.8},
                           [("expect_column_max_to_be_between", "interactions", None)], "6 rows vs median 9"),
+    "event_mix_drift": (_night_all_purchases, _drift(),
+                        [("expect_column_max_to_be_between", "interactions", "event_type")], "0.8333"),
+    # 2 earlier nights in the extract: the new-share check is told to need only 2.
+    "new_items_drift": (_night_on_new_items, _drift(new_share_min_nights=2, max_popularity_js=1.0),
+                        [("expect_column_max_to_be_between", "interactions", "item_id")], "1.0"),
 }
 
 
@@ -280,6 +317,9 @@ def test_clean_extract_passes_and_records_what_it_saw(clean_run: tuple[Path, Pat
     assert stats["interval_rows"] == 12
     assert stats["newest_ts"] == (END - dt.timedelta(hours=2)).isoformat()
     assert len(result["results"]) == report.expectations_run > 30
+    drift = stats["drift"]  # computed and stored, but 12 events are too few to judge drift on
+    assert (drift["rows"], drift["previous_rows"], drift["event_mix_tv"]) == (12, 12, 0.1667)
+    assert drift["checked"] == [] and "fewer than validate.drift.min_rows=50" in drift["skipped"]["popularity_js"]
     assert all(entry["success"] for entry in result["results"])
     assert (out / "data_docs" / "index.html").is_file()
     assert "PASSED" in report.summary()
@@ -346,3 +386,34 @@ def test_missing_extract_file_is_not_retryable(tmp_path: Path) -> None:
     (extract / "users.parquet").unlink()
     with pytest.raises(NonRetryableError, match="users.parquet"):
         validate_extract(extract, tmp_path / "out", PARAMS, data_docs=False)
+
+
+# --- drift skips and the history ---------------------------------------------------------------
+
+
+def test_drift_is_skipped_with_a_reason_without_a_previous_night() -> None:
+    interactions = clean_frames()["interactions"]
+    # A 3-day interval: the one before it starts before the oldest event's day.
+    plan = drift_plan(interactions, END - dt.timedelta(days=3), END, PARAMS)
+    assert plan.checked == {} and set(plan.skipped.values()) == {"no previous night in the extract"}
+    plan = drift_plan(interactions, START, END, {**PARAMS, **_drift()})
+    assert sorted(plan.checked) == ["activity_js", "event_mix_tv", "popularity_js"]
+    assert "2 earlier nights" in plan.skipped["new_user_share"]
+    assert drift_plan(interactions, START, END, {k: v for k, v in PARAMS.items() if k != "drift"}).checked == {}
+
+
+def test_history_keeps_one_row_per_date_sorted(clean_run: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    report = clean_run[2]
+    path = tmp_path / "reports" / "validate" / "history.csv"
+    row = history_row(report)
+    assert row["logical_date"] == LOGICAL_DATE and row["event_mix_tv"] == 0.1667 and row["new_user_share"] == 0.0
+    update_history(path, {**row, "logical_date": "2026-03-05"})
+    update_history(path, {**row, "success": False, "volume_ratio": None})
+    rows = update_history(path, row)  # a rerun of 2026-03-02 replaces its row
+    assert [r["logical_date"] for r in rows] == [LOGICAL_DATE, "2026-03-05"]
+    assert rows[0]["success"] == "True" and rows[0]["event_mix_tv"] == "0.1667"
+    assert path.read_text().splitlines()[0].split(",") == HISTORY_FIELDS
+    assert not [p for p in path.parent.iterdir() if p.name != "history.csv"], "temp files left behind"
+    path.write_text("date,x\n2026-03-01,1\n")
+    with pytest.raises(NonRetryableError, match="no logical_date column"):
+        update_history(path, row)
