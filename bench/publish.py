@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench.databases import temporary_postgres  # noqa: E402
 
 DEFAULT_POSTGRES = os.environ.get("RETRAIN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 BUDGET_S = 60.0
@@ -124,28 +125,6 @@ def naive_write(url: str, run_date: str, version: int, rows: list[dict[str, Any]
                 conn.execute(table.insert().values(run_date=run_date, model_version=version, **row))
     finally:
         engine.dispose()
-
-
-def temporary_postgres(admin_url: str) -> tuple[str | None, Callable[[], None], str | None]:
-    """A fresh database on the server (url, drop function), or (None, no-op, why not)."""
-    import sqlalchemy as sa
-
-    try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server here"
-        return None, lambda: None, f"PostgreSQL not reachable: {exc.__class__.__name__}"
-    name = f"publish_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop, None
 
 
 def night(repeat: int) -> str:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
 import yaml  # noqa: E402
-from sqlalchemy import create_engine  # noqa: E402
 
+from bench.databases import temporary_postgres  # noqa: E402
 from pipelines.registry import Registry  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -90,20 +89,6 @@ def measure(backend: str, url: str, root: Path, artifacts: list[Path], nights: i
             "api_rollback_ms_median": round(statistics.median(api), 1), "api_rollback_ms_max": round(max(api), 1)}
 
 
-def temporary_postgres(admin_url: str) -> tuple[str, Any]:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"bench_rollback_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nights", type=int, default=365)
@@ -118,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(scratch)
         artifacts = make_artifacts(root / "models", 4, args.artifact_mb)
         rows.append(measure("sqlite", f"sqlite:///{root}/registry.db", root, artifacts, args.nights, args.repeats))
-        if args.postgres_url != "none":
-            url, drop = temporary_postgres(args.postgres_url)
+        if args.postgres_url == "none":
+            url, drop, why_not = None, None, "--postgres-url none"
+        else:
+            url, drop, why_not = temporary_postgres(args.postgres_url)
+        if url is None:
+            print(f"PostgreSQL skipped: {why_not}")
+        else:
             try:
                 rows.append(measure("postgresql", url, root, artifacts, args.nights, args.repeats))
             finally:

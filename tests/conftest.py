@@ -51,3 +51,11 @@ def postgres_url() -> str:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, once as a SQLite file and once on the local PostgreSQL (``postgres_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'database.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -82,11 +82,9 @@ LOCK = "c" * 64
 AT = dt.datetime(2026, 3, 2, 4, 0, 0)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture

@@ -41,11 +41,9 @@ from pipelines.registry import (
 NIGHT = "2026-03-02"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def registry_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture

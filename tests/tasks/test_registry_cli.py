@@ -15,11 +15,9 @@ from tasks import cli
 from tasks.common import EXIT_NON_RETRYABLE
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def registry_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture
