@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,15 +145,19 @@ class TextTower(nn.Module):
 
     def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
                 stop: int | None = None) -> torch.Tensor:
-        """The encoder's layers ``start:stop`` on ``hidden``, as the encoder itself runs them."""
-        from transformers.masking_utils import create_bidirectional_mask
+        return run_encoder_layers(self.bert, hidden, attention_mask, self.bert.encoder.layer[start:stop])
 
-        bert = self.bert
-        mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for layer in bert.encoder.layer[start:stop]:
-            hidden = layer(hidden, attention_mask=mask)
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return hidden
+
+def run_encoder_layers(bert: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                       layers: Sequence[nn.Module]) -> torch.Tensor:
+    """Some of a BERT encoder's ``layers`` on ``hidden``, masked as the encoder itself runs them."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=mask)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden
 
 
 class FastDropout(nn.Module):

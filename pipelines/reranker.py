@@ -32,7 +32,7 @@ from torch import nn
 
 from pipelines.evaluation import EvalSet, Scorer, rank_eval_set, validation_set
 from pipelines.metrics import ranking_metrics
-from pipelines.model import _canonical_adapter_config, chunks_by_length, resolve_base_model
+from pipelines.model import _canonical_adapter_config, chunks_by_length, resolve_base_model, run_encoder_layers
 from pipelines.training import Progress, Runtime, seed_everything
 
 log = logging.getLogger(__name__)
@@ -143,14 +143,7 @@ class PairReranker(nn.Module):
                                    max_length=self.config.max_tokens, return_tensors="pt"))
 
     def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[nn.Module]) -> torch.Tensor:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        bert = self.classifier_model.bert
-        mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for layer in layers:
-            hidden = layer(hidden, attention_mask=mask)
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return hidden
+        return run_encoder_layers(self.classifier_model.bert, hidden, attention_mask, layers)
 
     def lower(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states entering the first adapted layer (they do not depend on the adapters)."""

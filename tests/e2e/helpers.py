@@ -13,15 +13,19 @@ STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", 
 NIGHTS = ("2026-02-08", "2026-02-09")
 
 
-def tiny_project(tmp_path: Path) -> tuple[dict, Path]:
-    """Writes params.yaml and a small synthetic warehouse under tmp_path; returns (params, file)."""
+def rebased_params(root: Path) -> dict:
+    """params.yaml with every path under ``root``; each ``*_url`` becomes a SQLite file there."""
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     paths = params["paths"]
-    for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
-                "artifact_store", "checkpoints"):
-        paths[key] = str(tmp_path / paths[key])
-    paths["warehouse_url"] = f"sqlite:///{tmp_path}/warehouse.db"
-    paths["registry_url"] = f"sqlite:///{tmp_path}/registry.db"
+    for key, value in paths.items():
+        paths[key] = f"sqlite:///{root}/{key.removesuffix('_url')}.db" if key.endswith("_url") else str(root / value)
+    return params
+
+
+def tiny_project(tmp_path: Path) -> tuple[dict, Path]:
+    """Writes params.yaml and a small synthetic warehouse under tmp_path; returns (params, file)."""
+    params = rebased_params(tmp_path)
+    paths = params["paths"]
     params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
     params["validate"]["min_rows"] = 200
     params["finetune"].update(epochs=2, batch_size=32, text_refresh_steps=10)

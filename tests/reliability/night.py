@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.helpers import rebased_params
 
 NIGHTS = ("2026-02-08", "2026-02-09")
 ITEM_IDS = [f"i{j:02d}" for j in range(24)]
@@ -51,13 +52,10 @@ def write_profiles(directory: Path) -> None:
 
 def make_project(root: Path, registry_url: str | None = None) -> tuple[dict[str, Any], Path]:
     """params.yaml with every path under ``root`` (SQLite registry unless ``registry_url``)."""
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params = rebased_params(root)
     paths = params["paths"]
-    for key in ("extract", "validate", "profiles", "candidate", "evaluate", "promote", "publish", "reports",
-                "artifact_store", "checkpoints"):
-        paths[key] = str(root / paths[key])
-    paths["warehouse_url"] = f"sqlite:///{root}/warehouse.db"
-    paths["registry_url"] = registry_url or f"sqlite:///{root}/registry.db"
+    if registry_url:
+        paths["registry_url"] = registry_url
     params["publish"]["k"] = K
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
