@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,19 @@ def sha256_dir(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of every file under ``directory`` except the manifest itself."""
-    return {
-        p.relative_to(directory).as_posix(): sha256_file(p)
-        for p in sorted(Path(directory).rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
+def file_hashes(directory: Path, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """sha256 of every file under ``directory`` except the manifest itself.
+
+    ``known`` gives digests already computed for some relative paths (files linked from a store
+    that hashed them when writing), which are not read again.
+    """
+    known = known or {}
+    hashes = {}
+    for path in sorted(Path(directory).rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            name = path.relative_to(directory).as_posix()
+            hashes[name] = known[name] if name in known else sha256_file(path)
+    return hashes
 
 
 def write_text(path: Path, text: str) -> None:
@@ -102,8 +108,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def write_manifest(directory: Path, **fields: Any) -> dict[str, Any]:
+def write_manifest(directory: Path, known_hashes: Mapping[str, str] | None = None, **fields: Any) -> dict[str, Any]:
     """Writes ``manifest.json`` (the fields plus the hash of every file) last."""
-    manifest = {**fields, "files": file_hashes(directory)}
+    manifest = {**fields, "files": file_hashes(directory, known_hashes)}
     write_json(Path(directory) / "manifest.json", manifest)
     return manifest

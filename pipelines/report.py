@@ -14,6 +14,9 @@ inline SVG only (no scripts, no links, nothing fetched; readable on screen and o
 * ``#training``: training loss and validation NDCG by step;
 * ``#data``: the data summary.
 
+`render_validation_history(rows, charts)` draws the validate stage's statistics across nights with
+the same chart helpers (thresholds as dashed lines, failed nights as shaded bands).
+
 Each model keeps one colour and dash pattern (for black-and-white printing) across every chart.
 Missing or NaN numbers print as "n/a" and are left out of charts; a section or chart without data
 says so in a sentence. Every string taken from the input is escaped.
@@ -290,13 +293,30 @@ def _polyline(series: _Series, x: _Scale, y: _Scale) -> str:
     return "".join(parts)
 
 
+def _threshold(value: float, label: str, x: _Scale, y: _Scale) -> str:
+    """A dashed horizontal line at `value`, labelled at its right end."""
+    return (f'<g><title>{_esc(label)}</title>{_line(x.start, y(value), x.end, y(value), "threshold")}'
+            f'{_text(x.end - 4, y(value) - 4, label, "end", "threshold-label")}</g>')
+
+
+def _mark(position: float, label: str, x: _Scale, y: _Scale) -> str:
+    """A translucent vertical band at x = `position` (e.g. a failed night), with `label` as its tooltip."""
+    return (f'<g class="mark"><title>{_esc(label)}</title>'
+            f'{_line(x(position), y.start, x(position), y.end, "mark")}</g>')
+
+
 def _line_chart(title: str, series: Sequence[_Series], *, x_label: str, y_label: str, empty: str,
-                x_ticks: Sequence[tuple[float, str]] = (), include_zero: bool = False) -> str:
-    """A line chart; `x_ticks` (position, label) makes the x axis categorical, else it is numeric."""
+                x_ticks: Sequence[tuple[float, str]] = (), include_zero: bool = False,
+                thresholds: Sequence[tuple[float, str]] = (), marks: Sequence[tuple[float, str]] = ()) -> str:
+    """A line chart; `x_ticks` (position, label) makes the x axis categorical, else it is numeric.
+
+    `thresholds` (value, label) are drawn as dashed horizontal lines, inside the y range;
+    `marks` (x position, label) as vertical bands behind the lines.
+    """
     finite = [(px, py) for s in series for px, py in s.points if py is not None]
     if not finite:
         return _empty(empty)
-    ys = [py for _, py in finite] + ([0.0] if include_zero else [])
+    ys = [py for _, py in finite] + ([0.0] if include_zero else []) + [value for value, _ in thresholds]
     y_values = _nice_ticks(min(ys), max(ys))
     right = _WIDTH - (_LEGEND_WIDTH if len(series) > 1 else 24)
     y = _Scale(y_values[0], y_values[-1], _HEIGHT - _BOTTOM, _TOP)
@@ -307,6 +327,8 @@ def _line_chart(title: str, series: Sequence[_Series], *, x_label: str, y_label:
         x_values = _nice_ticks(min(p for p, _ in finite), max(p for p, _ in finite))
         x, x_ticks = _Scale(x_values[0], x_values[-1], _LEFT, right), _tick_labels(x_values)
     body = _axes(x, y, x_ticks, _tick_labels(y_values), x_label, y_label)
+    body += "".join(_mark(position, label, x, y) for position, label in marks)
+    body += "".join(_threshold(value, label, x, y) for value, label in thresholds)
     body += "".join(_polyline(s, x, y) for s in series)
     if len(series) > 1:
         body += _legend([(s.name, s.style) for s in series], right + 16, _TOP + 6)
@@ -611,6 +633,9 @@ svg.chart .axis { stroke: #333; stroke-width: 1; }
 svg.chart .zero { stroke: #000; stroke-width: 1.5; }
 svg.chart .whisker { stroke: #222; stroke-width: 1.5; }
 svg.chart .series { fill: none; stroke-width: 2.2; }
+svg.chart .threshold { stroke: #c62828; stroke-width: 1.5; stroke-dasharray: 6 3; }
+svg.chart .threshold-label { font-size: 10px; fill: #c62828; }
+svg.chart .mark { stroke: #c62828; stroke-width: 10; stroke-opacity: .15; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
   nav { display: none; }
@@ -670,3 +695,50 @@ def render_report(evaluation: Mapping[str, Any]) -> str:
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>Nightly evaluation {_esc(evaluation.get('logical_date', ''))}</title>"
             f"<style>{_CSS}</style></head><body>\n{_header(evaluation, ctx)}\n{sections}\n</body></html>\n")
+
+
+# --------------------------------------------------------------------------- validation history page
+
+@dataclass(frozen=True)
+class HistoryChart:
+    """One column of the validation history drawn across nights, with its thresholds (value, label)."""
+
+    column: str
+    title: str
+    thresholds: tuple[tuple[float, str], ...] = ()
+
+
+def _failed(row: Mapping[str, Any]) -> bool:
+    return str(row.get("success", "")).strip().lower() not in ("true", "1")
+
+
+def _history_chart(rows: Sequence[Mapping[str, Any]], chart: HistoryChart) -> str:
+    points = tuple((float(i), _number(row.get(chart.column))) for i, row in enumerate(rows))
+    every = max(1, math.ceil(len(rows) / 8))
+    ticks = [(float(i), str(row.get("logical_date", i))) for i, row in enumerate(rows) if i % every == 0]
+    marks = [(float(i), f"failed night {row.get('logical_date', i)}") for i, row in enumerate(rows) if _failed(row)]
+    return _line_chart(chart.title, [_Series(chart.column, _CANDIDATE_STYLE, points)], x_label="logical date",
+                       y_label=chart.column, x_ticks=ticks, thresholds=chart.thresholds, marks=marks,
+                       empty=f"No night recorded a value for {chart.column}.")
+
+
+def render_validation_history(rows: Sequence[Mapping[str, Any]], charts: Sequence[HistoryChart]) -> str:
+    """The validate stage's history page: one chart per statistic across nights, failed nights marked.
+
+    `rows` are the history's rows (``logical_date``, ``success`` and the charted columns; values may
+    be text, as CSV holds them). Self-contained like the evaluation report: inline CSS and SVG only.
+    """
+    failed = [str(row.get("logical_date", "")) for row in rows if _failed(row)]
+    nights = f"{len(rows)} night" + ("" if len(rows) == 1 else "s")
+    span = f"{nights}, {_esc(rows[0].get('logical_date', NA))} to {_esc(rows[-1].get('logical_date', NA))}" \
+        if rows else "no night yet"
+    verdicts = (f"{len(failed)} failed (shaded in every chart): {_esc(', '.join(failed))}." if failed
+                else "none failed.")
+    sections = "\n".join(f'<section><h2 id="{_esc(chart.column)}">{_esc(chart.title)}</h2>\n'
+                         f"{_history_chart(rows, chart)}</section>" for chart in charts)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>Validation statistics across nights</title><style>{_CSS}</style></head><body>\n"
+            f"<h1>Validation statistics across nights</h1>"
+            f"<p>{span}; {verdicts} Dashed red lines are the thresholds as configured now (params.yaml, "
+            f"<code>validate</code>); a chart's line breaks where a night has no value (the check was skipped).</p>"
+            f"\n{sections}\n</body></html>\n")

@@ -7,6 +7,8 @@ timestamp ties in the leave-last-out split.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import (
     Column,
     DateTime,
@@ -72,3 +74,9 @@ USER_COLUMNS = ("user_id", "attributes", "created_at")
 def create_warehouse_tables(engine) -> None:
     """Creates the warehouse tables (idempotent)."""
     metadata.create_all(engine)
+
+
+def extract_table_path(extract_dir: Path, table: str) -> Path:
+    """Where the extract stage leaves a canonical table: events as a directory of day files
+    (``<YYYY-MM-DD>.parquet``, read whole with ``pandas.read_parquet``), the others as one file."""
+    return Path(extract_dir) / ("interactions" if table == "interactions" else f"{table}.parquet")

@@ -1,17 +1,19 @@
-"""Validation of the extract stage's outputs with a Great Expectations 1.x suite built in code.
+"""Validation of the extract stage's outputs with the Great Expectations 1.x suites in ``pipelines/expectations``.
 
 Every call builds its own ephemeral GX context, so parallel runs (two nights backfilled at
 once, two test workers) share no mutable GX state and nothing reads a ``great_expectations.yml``
 (within one process, calls take turns: GX keeps a process-wide "current context").
-The suite is the contract in ``pipelines.schema`` plus the thresholds of the ``validate``
-section of params.yaml; what fails is written to ``result.json`` and rendered by GX's own
-Data Docs site builder into ``data_docs/`` under the output directory.
+The suites are JSON files, one per GX asset (``pipelines.expectation_suites`` reads them): the
+contract in ``pipelines.schema`` plus thresholds written as GX suite parameters, filled from the
+``validate`` section of params.yaml and the values this module derives (``suite_parameters``);
+what fails is written to ``result.json`` and rendered by GX's own Data Docs site builder into
+``data_docs/`` under the output directory.
 
 Checks that span tables or rows (referential integrity, events dated before their user or item
 existed, the night's row count, its volume against the earlier nights and its busiest user's
 share, its drift against the night before) run on small frames derived with pandas
 (``interactions_unknown_keys``, ``interactions_before_created``, ``interactions_interval``,
-``interactions_night``, ``interactions_drift``) rather
+``interactions_night``, ``interactions_drift``, ``interactions_future``) rather
 than on value sets in the suite: a value set of a million keys would be copied into the suite,
 the result and every Data Docs page, while a masked column costs one ``isin`` per key column.
 """
@@ -37,6 +39,7 @@ import pandas as pd
 
 from pipelines import drift as drift_metrics
 from pipelines import schema
+from pipelines.expectation_suites import build_suite, flatten_params, read_suite, suite_files
 from pipelines.io import NonRetryableError, read_json, sha256_file, write_json, write_text
 
 if TYPE_CHECKING:  # great_expectations takes seconds to import: only inside the functions
@@ -49,54 +52,42 @@ RESULT_FILE = "result.json"
 DATA_DOCS_DIR = "data_docs"
 MANIFEST_FILE = "manifest.json"
 
-# Per table: column -> the GX pandas type name. "str" accepts pandas 3's string dtype and
-# pandas 2's object columns of str (GX then checks each value); "datetime64" accepts any unit
-# but rejects tz-aware columns, which the contract forbids (timestamps are naive UTC).
-COLUMN_TYPES: dict[str, dict[str, str]] = {
-    "interactions": {
-        "event_id": "int64", "user_id": "str", "item_id": "str", "event_type": "str",
-        "rating": "float64", "ts": "datetime64",
-    },
-    "items": {
-        "item_id": "str", "title": "str", "categories": "str", "description": "str",
-        "created_at": "datetime64",
-    },
-    "users": {"user_id": "str", "attributes": "str", "created_at": "datetime64"},
-}
-NOT_NULL: dict[str, tuple[str, ...]] = {
-    "interactions": ("event_id", "user_id", "item_id", "event_type", "ts"),
-    "items": ("item_id", "title"),
-    "users": ("user_id",),
-}
-EVENT_KEY = ("user_id", "item_id", "event_type", "ts")
-# Derived GX assets: which source table and column each of their columns speaks for.
+TABLES = ("interactions", "items", "users")  # the extract's tables; their suites are files of the same name
+# Derived GX assets (each checked by the suite file of the same name).
 UNKNOWN_KEYS_ASSET = "interactions_unknown_keys"
 INTERVAL_ASSET = "interactions_interval"
 BEFORE_CREATED_ASSET = "interactions_before_created"
 NIGHT_ASSET = "interactions_night"  # one row: the night's volume ratio and busiest user's share
 DRIFT_ASSET = "interactions_drift"  # one row: the night's checked distances to the night before
-# Drift distance -> (the interactions column it speaks for, its threshold in validate.drift, words).
-DRIFT_CHECKS: dict[str, tuple[str, str, str]] = {
-    "event_mix_tv": ("event_type", "max_event_mix_tv",
-                     "event-type mix: total variation distance to the previous night"),
-    "popularity_js": ("item_id", "max_popularity_js",
-                      "item popularity: Jensen-Shannon divergence to the previous night"),
-    "activity_js": ("user_id", "max_activity_js",
-                    "per-user activity: Jensen-Shannon divergence of events-per-user to the previous night"),
-    "new_user_share": ("user_id", "max_new_user_share",
-                       "new users: share of the night's users with no earlier event"),
-    "new_item_share": ("item_id", "max_new_item_share",
-                       "new items: share of the night's items with no earlier event"),
-}
+FUTURE_ASSET = "interactions_future"  # one row: the manifest's count of interactions dated after extraction
+# The drift distances the suite can check; the threshold of each is validate.drift.max_<name>.
+DRIFT_CHECKS = ("event_mix_tv", "popularity_js", "activity_js", "new_user_share", "new_item_share")
 NEW_SHARES = ("new_user_share", "new_item_share")
 HISTORY_FIELDS = ["logical_date", "success", "failures", "interactions_rows", "interval_rows", "volume_ratio",
                   "top_user_share", *DRIFT_CHECKS]
+HISTORY_PAGE = "history.html"  # beside history.csv: each column across nights (pipelines.report)
+# History column -> (chart title, the validate params that are its thresholds, as in params.yaml).
+HISTORY_CHARTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "failures": ("Failed expectations", ()),
+    "interactions_rows": ("Interactions in the training window", ("min_rows",)),
+    "interval_rows": ("Interactions in the night's interval", ("min_interval_rows",)),
+    "volume_ratio": ("Volume: the night's rows / median of the earlier nights",
+                     ("volume_min_ratio", "volume_max_ratio")),
+    "top_user_share": ("Busiest user's share of the night's events", ("max_user_share",)),
+    "event_mix_tv": ("Drift: event-type mix (total variation)", ("drift.max_event_mix_tv",)),
+    "popularity_js": ("Drift: item popularity (Jensen-Shannon)", ("drift.max_popularity_js",)),
+    "activity_js": ("Drift: per-user activity (Jensen-Shannon)", ("drift.max_activity_js",)),
+    "new_user_share": ("Drift: share of new users", ("drift.max_new_user_share",)),
+    "new_item_share": ("Drift: share of new items", ("drift.max_new_item_share",)),
+}
+# The suite parameters this module derives (``suite_parameters``) besides params.yaml's validate section.
+DERIVED_PARAMETERS = (
+    "interval_start", "interval_end", "stale_after", "event_types",
+    "earlier_nights", "night_rows", "night_baseline", "top_user", "top_user_rows", "volume_checked",
+    "user_share_checked", "drift_context", *(f"{name}_checked" for name in DRIFT_CHECKS),
+    "extracted_at", "future_rows", "future_rows_checked",
+)
 REFERENCES = {"item_id": "items", "user_id": "users"}
-# Free-text columns must be readable text: no C0 control characters other than tab/newline/CR,
-# no DEL, and no U+FFFD (what a lenient decoder leaves where the stored bytes were not UTF-8).
-TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "items": ("title", "categories", "description"), "users": ("attributes",)}
-INVALID_TEXT = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]"
 MAX_LISTED_FAILURES = 25  # keeps summary() on one screen; result.json keeps them all
 # GX 1.x remembers the last context made by get_context() in a process-wide project manager,
 # which some objects fall back on; runs in separate processes share nothing, threads take turns.
@@ -148,6 +139,9 @@ class ValidationReport:
         lines += [f"  - {failure.line()}" for failure in self.failures[:MAX_LISTED_FAILURES]]
         if len(self.failures) > MAX_LISTED_FAILURES:
             lines.append(f"  ... and {len(self.failures) - MAX_LISTED_FAILURES} more")
+        skipped = (stats.get("future") or {}).get("skipped")
+        if skipped:
+            lines.append(f"  skipped: no interactions dated in the future: {skipped}")
         if self.out_dir is not None:
             docs = self.out_dir / DATA_DOCS_DIR / "index.html"
             lines.append(f"  details: {self.out_dir / RESULT_FILE}" + (f", {docs}" if docs.is_file() else ""))
@@ -192,9 +186,9 @@ def load_extract(extract_dir: Path) -> Extract:
     extract_dir = Path(extract_dir)
     manifest = read_manifest(extract_dir)
     frames = {}
-    for table in COLUMN_TYPES:
-        path = extract_dir / f"{table}.parquet"
-        if not path.is_file():
+    for table in TABLES:
+        path = schema.extract_table_path(extract_dir, table)
+        if not path.exists():
             raise NonRetryableError(f"extract output missing: {path}")
         frames[table] = pd.read_parquet(path)
     interval = manifest["data_interval"]
@@ -206,77 +200,6 @@ def load_extract(extract_dir: Path) -> Extract:
 
 
 # --- the suite ---------------------------------------------------------------------------------
-
-
-def _meta(table: str, column: str | None, expected: str) -> dict[str, Any]:
-    return {"table": table, "column": column, "expected": expected}
-
-
-def _table_expectations(table: str) -> list[Expectation]:
-    """Schema, non-null and key uniqueness checks of one extracted table."""
-    import great_expectations.expectations as gxe
-
-    types = COLUMN_TYPES[table]
-    expectations: list[Expectation] = [gxe.ExpectTableColumnsToMatchSet(
-        column_set=list(types), exact_match=True,
-        meta=_meta(table, None, f"exactly the columns {sorted(types)}"))]
-    expectations += [
-        gxe.ExpectColumnValuesToBeOfType(column=col, type_=type_, meta=_meta(table, col, f"type {type_}"))
-        for col, type_ in types.items()]
-    expectations += [
-        gxe.ExpectColumnValuesToNotBeNull(column=col, meta=_meta(table, col, "no nulls"))
-        for col in NOT_NULL[table]]
-    key = {"items": "item_id", "users": "user_id", "interactions": "event_id"}[table]
-    expectations.append(gxe.ExpectColumnValuesToBeUnique(
-        column=key, meta=_meta(table, key, f"unique {key}")))
-    return expectations
-
-
-def _interaction_expectations(params: Mapping[str, Any], end: dt.datetime) -> list[Expectation]:
-    """Value, uniqueness, freshness and volume checks on the whole training window."""
-    import great_expectations.expectations as gxe
-
-    lo, hi = float(params["rating_min"]), float(params["rating_max"])
-    stale_after = end - dt.timedelta(hours=float(params["max_staleness_hours"]))
-    min_rows = int(params["min_rows"])
-    return [
-        gxe.ExpectColumnValuesToBeInSet(
-            column="event_type", value_set=list(schema.EVENT_TYPES),
-            meta=_meta("interactions", "event_type", f"one of {list(schema.EVENT_TYPES)}")),
-        gxe.ExpectColumnValuesToBeBetween(  # nulls are skipped: a view has no rating
-            column="rating", min_value=lo, max_value=hi,
-            meta=_meta("interactions", "rating", f"between {lo} and {hi} (nulls allowed)")),
-        gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=list(EVENT_KEY),
-            meta=_meta("interactions", ",".join(EVENT_KEY), f"no duplicate events on {EVENT_KEY}")),
-        gxe.ExpectColumnMaxToBeBetween(
-            column="ts", min_value=stale_after,
-            meta=_meta("interactions", "ts", f"newest ts >= {stale_after.isoformat()} "
-                       f"(within {params['max_staleness_hours']} h of the interval end)")),
-        # An aggregate, not a per-row check: GX compares datetimes row by row in Python
-        # (seconds per million rows), while the max alone decides "no rows after the interval".
-        gxe.ExpectColumnMaxToBeBetween(
-            column="ts", max_value=end, strict_max=True,
-            meta=_meta("interactions", "ts", f"newest ts < {end.isoformat()} (no rows after the interval)")),
-        gxe.ExpectTableRowCountToBeBetween(
-            min_value=min_rows, meta=_meta("interactions", None, f"at least {min_rows} rows")),
-    ]
-
-
-def _text_expectations(params: Mapping[str, Any]) -> dict[str, list[Expectation]]:
-    """Titles of a sensible length; every free-text column readable (see ``INVALID_TEXT``)."""
-    import great_expectations.expectations as gxe
-
-    lo, hi = int(params["title_min_chars"]), int(params["title_max_chars"])
-    suites: dict[str, list[Expectation]] = {table: [
-        gxe.ExpectColumnValuesToNotMatchRegex(
-            column=column, regex=INVALID_TEXT,
-            meta=_meta(table, column, "valid text (no control characters or U+FFFD replacement characters)"))
-        for column in columns] for table, columns in TEXT_COLUMNS.items()}
-    suites["items"].append(gxe.ExpectColumnValueLengthsToBeBetween(
-        column="title", min_value=lo, max_value=hi,
-        meta=_meta("items", "title", f"title length between {lo} and {hi} characters")))
-    return suites
 
 
 @dataclass(frozen=True)
@@ -346,36 +269,6 @@ def night_stats(interactions: pd.DataFrame, start: dt.datetime, end: dt.datetime
                       top_user_rows=int(counts.iloc[0]) if len(counts) else 0)
 
 
-def _night_expectations(params: Mapping[str, Any], night: NightStats | None) -> list[Expectation]:
-    """Volume against the earlier nights and the busiest user's share, where they are meaningful.
-
-    The volume check needs ``volume_min_nights`` earlier nights covered by the extract (the first
-    nights of a warehouse have no baseline); the share check needs ``user_share_min_rows`` events (one user's three events
-    out of five are not a bot).
-    """
-    import great_expectations.expectations as gxe
-
-    if night is None:
-        return []
-    expectations: list[Expectation] = []
-    lo, hi = float(params["volume_min_ratio"]), float(params["volume_max_ratio"])
-    if len(night.earlier) >= int(params["volume_min_nights"]) and night.baseline:
-        expectations.append(gxe.ExpectColumnMaxToBeBetween(
-            column="volume_ratio", min_value=lo, max_value=hi,
-            meta={**_meta("interactions", None,
-                          f"volume: the night's rows / median of the {len(night.earlier)} earlier nights "
-                          f"between {lo} and {hi}"),
-                  "context": f"{night.rows} rows vs median {night.baseline:g}"}))
-    share, min_rows = float(params["max_user_share"]), int(params["user_share_min_rows"])
-    if night.rows >= min_rows:
-        expectations.append(gxe.ExpectColumnMaxToBeBetween(
-            column="top_user_share", max_value=share,
-            meta={**_meta("interactions", "user_id",
-                          f"bot share: one user's events / the night's events <= {share}"),
-                  "context": f"user {night.top_user}: {night.top_user_rows} of {night.rows} events"}))
-    return expectations
-
-
 @dataclass(frozen=True)
 class DriftPlan:
     """The night's drift distances and which of them the suite checks.
@@ -439,70 +332,106 @@ def drift_plan(interactions: pd.DataFrame, start: dt.datetime, end: dt.datetime,
     return DriftPlan(values, checked, skipped, context)
 
 
-def _drift_expectations(params: Mapping[str, Any], plan: DriftPlan | None) -> list[Expectation]:
-    """One max-threshold check per distance the plan checks tonight."""
-    import great_expectations.expectations as gxe
+@dataclass(frozen=True)
+class FutureRows:
+    """The extract manifest's count of warehouse interactions dated after the extraction ran.
 
-    if plan is None or not plan.checked:
-        return []
-    settings = params["drift"]
-    expectations: list[Expectation] = []
-    for name in plan.checked:
-        column, key, words = DRIFT_CHECKS[name]
-        limit = float(settings[key])
-        expectations.append(gxe.ExpectColumnMaxToBeBetween(
-            column=name, max_value=limit,
-            meta={**_meta("interactions", column, f"{words} <= {limit} (validate.drift.{key})"),
-                  "context": plan.context}))
-    return expectations
+    Attributes:
+        extracted_at: the extraction's wall-clock time (naive UTC, ISO), None in older manifests.
+        rows: interactions in the warehouse with ts later than ``extracted_at`` (None: not recorded).
+        skipped: why the check does not run (None when it runs).
+    """
+
+    extracted_at: str | None
+    rows: int | None
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"extracted_at": self.extracted_at, "future_rows": self.rows, "checked": self.skipped is None,
+                "skipped": self.skipped}
 
 
-def _derived_expectations(params: Mapping[str, Any], start: dt.datetime,
-                          end: dt.datetime) -> dict[str, list[Expectation]]:
-    import great_expectations.expectations as gxe
+FUTURE_FIELDS = ("extracted_at", "future_rows")
 
-    min_interval = int(params["min_interval_rows"])
-    window = f"{start.isoformat()} <= ts < {end.isoformat()}"
+
+def future_rows(manifest: Mapping[str, Any], source: Path) -> FutureRows:
+    """Reads ``extracted_at`` and ``future_rows`` from the extract manifest at ``source``.
+
+    Extracts written before the fields existed lack them: the check is skipped, not failed.
+
+    Raises:
+        NonRetryableError: a field present but unreadable (not a count >= 0, not an ISO datetime).
+    """
+    missing = [name for name in FUTURE_FIELDS if manifest.get(name) is None]
+    if missing:
+        return FutureRows(None, None, f"the extract manifest has no {' or '.join(missing)} (an older extract)")
+    count = manifest["future_rows"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise NonRetryableError(f"{source}: future_rows must be a count >= 0, got {count!r}")
+    try:
+        extracted_at = _naive_utc(manifest["extracted_at"])
+    except ValueError:
+        raise NonRetryableError(f"{source}: extracted_at must be an ISO datetime, "
+                                f"got {manifest['extracted_at']!r}") from None
+    return FutureRows(extracted_at.isoformat(), count)
+
+
+def _night_parameters(params: Mapping[str, Any], night: NightStats | None) -> dict[str, Any]:
+    """The night's counts for the suite's texts, and whether its volume and busiest-user checks run.
+
+    The volume check needs ``volume_min_nights`` earlier nights covered by the extract (the first
+    nights of a warehouse have no baseline); the share check needs ``user_share_min_rows`` events
+    (one user's three events out of five are not a bot).
+    """
+    if night is None:
+        return {"earlier_nights": 0, "night_rows": 0, "night_baseline": 0.0, "top_user": None, "top_user_rows": 0,
+                "volume_checked": False, "user_share_checked": False}
+    return {"earlier_nights": len(night.earlier), "night_rows": night.rows, "night_baseline": night.baseline or 0.0,
+            "top_user": night.top_user, "top_user_rows": night.top_user_rows,
+            "volume_checked": len(night.earlier) >= int(params["volume_min_nights"]) and bool(night.baseline),
+            "user_share_checked": night.rows >= int(params["user_share_min_rows"])}
+
+
+def suite_parameters(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
+                     night: NightStats | None = None, drift: DriftPlan | None = None,
+                     future: FutureRows | None = None) -> dict[str, Any]:
+    """Every value the suite files may name: ``params`` flattened, plus ``DERIVED_PARAMETERS``.
+
+    Booleans named ``*_checked`` are the ``run_if`` conditions: ``night`` allows the volume and
+    busiest-user checks where it has enough data, ``drift`` the distances it checks, ``future``
+    the future-timestamps check where the manifest records it.
+    """
+    checked = drift.checked if drift is not None else {}
     return {
-        # A column holds the key only where the referenced table lacks it, so "all null" means
-        # referential integrity holds and the unexpected values are the orphan keys themselves.
-        UNKNOWN_KEYS_ASSET: [
-            gxe.ExpectColumnValuesToBeNull(
-                column=column, description=f"every interactions.{column} exists in {table}.{column}",
-                meta=_meta("interactions", column, f"every {column} present in {table}.{column}"))
-            for column, table in REFERENCES.items()],
-        # Same idea: a column holds the key of each event dated before its user or item was created.
-        BEFORE_CREATED_ASSET: [
-            gxe.ExpectColumnValuesToBeNull(
-                column=column, description=f"no interaction before its {table}.created_at",
-                meta=_meta("interactions", "ts", f"no event before its {table}.created_at (by {column})"))
-            for column, table in REFERENCES.items()],
-        INTERVAL_ASSET: [gxe.ExpectTableRowCountToBeBetween(
-            min_value=min_interval, description=f"at least {min_interval} interactions with {window}",
-            meta=_meta("interactions", "ts", f"at least {min_interval} rows with {window}"))],
+        **flatten_params(params),
+        "interval_start": start, "interval_end": end,
+        "stale_after": end - dt.timedelta(hours=float(params["max_staleness_hours"])),
+        "event_types": list(schema.EVENT_TYPES),
+        **_night_parameters(params, night),
+        "drift_context": drift.context if drift is not None else "",
+        **{f"{name}_checked": name in checked for name in DRIFT_CHECKS},
+        "extracted_at": future.extracted_at if future is not None else None,
+        "future_rows": future.rows if future is not None else None,
+        "future_rows_checked": future is not None and future.skipped is None,
     }
 
 
+def build_suites(values: Mapping[str, Any]) -> dict[str, list[Expectation]]:
+    """Every suite file's expectations that run tonight, per GX asset; assets left empty are dropped."""
+    suites = {name: build_suite(read_suite(name), values) for name in suite_files()}
+    return {name: expectations for name, expectations in suites.items() if expectations}
+
+
 def build_expectations(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
-                       night: NightStats | None = None,
-                       drift: DriftPlan | None = None) -> dict[str, list[Expectation]]:
+                       night: NightStats | None = None, drift: DriftPlan | None = None,
+                       future: FutureRows | None = None) -> dict[str, list[Expectation]]:
     """The whole suite, per GX asset (one suite each, since each asset is its own frame).
 
     ``night`` (from ``night_stats``) adds the volume and busiest-user checks where it allows them;
-    ``drift`` (from ``drift_plan``) the drift checks it marks as checked.
+    ``drift`` (from ``drift_plan``) the drift checks it marks as checked; ``future`` (from
+    ``future_rows``) the future-timestamps check where the manifest records it.
     """
-    suites = {table: _table_expectations(table) for table in COLUMN_TYPES}
-    suites["interactions"] += _interaction_expectations(params, end)
-    for table, expectations in _text_expectations(params).items():
-        suites[table] += expectations
-    suites.update(_derived_expectations(params, start, end))
-    night_checks = _night_expectations(params, night)
-    if night_checks:
-        suites[NIGHT_ASSET] = night_checks
-    drift_checks = _drift_expectations(params, drift)
-    if drift_checks:
-        suites[DRIFT_ASSET] = drift_checks
-    return suites
+    return build_suites(suite_parameters(params, start, end, night, drift, future))
 
 
 def _naive_ts(interactions: pd.DataFrame) -> pd.Series | None:
@@ -531,8 +460,9 @@ def _before_created(interactions: pd.DataFrame, frames: Mapping[str, pd.DataFram
 
 
 def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime,
-                   night: NightStats | None = None, drift: DriftPlan | None = None) -> dict[str, pd.DataFrame]:
-    """The frames behind the cross-table, interval and night checks (empty where a column is absent)."""
+                   night: NightStats | None = None, drift: DriftPlan | None = None,
+                   future: FutureRows | None = None) -> dict[str, pd.DataFrame]:
+    """The frames behind the cross-table, interval, night and future checks (empty where a column is absent)."""
     interactions = frames["interactions"]
     unknown = pd.DataFrame(index=interactions.index)
     for column, table in REFERENCES.items():
@@ -551,6 +481,8 @@ def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: 
                                              "top_user_share": [night.top_user_share]}, dtype="float64")
     if drift is not None and drift.checked:
         derived[DRIFT_ASSET] = pd.DataFrame({name: [value] for name, value in drift.checked.items()}, dtype="float64")
+    if future is not None and future.rows is not None:
+        derived[FUTURE_ASSET] = pd.DataFrame({"future_rows": [future.rows]}, dtype="int64")
     return derived
 
 
@@ -583,11 +515,12 @@ def _ephemeral_context(docs_dir: Path | None):
 
 
 def run_suites(expectations: Mapping[str, list[Expectation]], frames: Mapping[str, pd.DataFrame],
-               docs_dir: Path | None, run_name: str,
-               run_time: dt.datetime) -> dict[str, ExpectationSuiteValidationResult]:
+               docs_dir: Path | None, run_name: str, run_time: dt.datetime,
+               parameters: Mapping[str, Any] | None = None) -> dict[str, ExpectationSuiteValidationResult]:
     """Validates each frame against its suite; builds the Data Docs site when ``docs_dir`` is set.
 
-    ``run_time`` is passed in (not "now") so reruns of a night write the same Data Docs paths.
+    ``run_time`` is passed in (not "now") so reruns of a night write the same Data Docs paths;
+    ``parameters`` fill the suites' ``$PARAMETER`` kwargs (GX's expectation_parameters).
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -604,7 +537,8 @@ def run_suites(expectations: Mapping[str, list[Expectation]], frames: Mapping[st
             definition = context.validation_definitions.add(
                 gx.ValidationDefinition(name=asset_name, data=batch_definition, suite=suite))
             results[asset_name] = definition.run(
-                batch_parameters={"dataframe": frames[asset_name]}, result_format="SUMMARY", run_id=run_id)
+                batch_parameters={"dataframe": frames[asset_name]}, result_format="SUMMARY", run_id=run_id,
+                expectation_parameters=dict(parameters or {}))
         if docs_dir is not None:
             context.build_data_docs()
     return results
@@ -688,7 +622,8 @@ def _compact(asset: str, expectation_result: Any, columns: set[str]) -> dict[str
     }
 
 
-def statistics(extract: Extract, night: NightStats | None = None, drift: DriftPlan | None = None) -> dict[str, Any]:
+def statistics(extract: Extract, night: NightStats | None = None, drift: DriftPlan | None = None,
+               future: FutureRows | None = None) -> dict[str, Any]:
     """Counts that help read a failure (and the next night's comparison)."""
     frames = extract.frames
     stats: dict[str, Any] = {f"{table}_rows": len(frame) for table, frame in frames.items()}
@@ -702,12 +637,13 @@ def statistics(extract: Extract, night: NightStats | None = None, drift: DriftPl
         stats.update(oldest_ts=None, newest_ts=None, interval_rows=0)
     stats["night"] = night.as_dict() if night is not None else None
     stats["drift"] = drift.as_dict() if drift is not None else None
+    stats["future"] = future.as_dict() if future is not None else None
     return stats
 
 
 def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, pd.DataFrame],
-            out_dir: Path, night: NightStats | None,
-            drift: DriftPlan | None = None) -> tuple[ValidationReport, list[dict[str, Any]]]:
+            out_dir: Path, night: NightStats | None, drift: DriftPlan | None = None,
+            future: FutureRows | None = None) -> tuple[ValidationReport, list[dict[str, Any]]]:
     entries = [_compact(asset, r, set(frames[asset].columns))
                for asset, suite_result in results.items() for r in suite_result.results]
     # Causes before consequences: a column-set mismatch first, checks that errored on it last.
@@ -716,7 +652,7 @@ def _report(extract: Extract, results: Mapping[str, Any], frames: Mapping[str, p
                 for e in entries if not e["success"]]
     report = ValidationReport(
         success=not failures, failures=failures, logical_date=extract.logical_date,
-        statistics=statistics(extract, night, drift), expectations_run=len(entries),
+        statistics=statistics(extract, night, drift, future), expectations_run=len(entries),
         extract_manifest_sha256=extract.manifest_sha256, out_dir=out_dir)
     return report, entries
 
@@ -761,11 +697,12 @@ def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any]
     out_dir = Path(out_dir)
     night = night_stats(extract.frames["interactions"], extract.start, extract.end, int(params["volume_nights"]))
     drift = drift_plan(extract.frames["interactions"], extract.start, extract.end, params)
-    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night, drift)}
-    results = run_suites(build_expectations(params, extract.start, extract.end, night, drift), frames,
-                         out_dir / DATA_DOCS_DIR if data_docs else None,
-                         run_name=f"validate-{extract.logical_date}", run_time=extract.end)
-    report, entries = _report(extract, results, frames, out_dir, night, drift)
+    future = future_rows(extract.manifest, Path(extract_dir) / MANIFEST_FILE)
+    frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night, drift, future)}
+    values = suite_parameters(params, extract.start, extract.end, night, drift, future)
+    results = run_suites(build_suites(values), frames, out_dir / DATA_DOCS_DIR if data_docs else None,
+                         run_name=f"validate-{extract.logical_date}", run_time=extract.end, parameters=values)
+    report, entries = _report(extract, results, frames, out_dir, night, drift, future)
     if data_docs:
         _annotate_index(out_dir / DATA_DOCS_DIR, report)
     write_json(out_dir / RESULT_FILE, {
@@ -832,11 +769,31 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def update_history(path: Path, row: Mapping[str, Any]) -> list[dict[str, str]]:
+def history_page(rows: list[dict[str, str]], params: Mapping[str, Any]) -> str:
+    """The history as an HTML page: one chart per ``HISTORY_CHARTS`` column, thresholds from ``params``.
+
+    ``params`` is the ``validate`` section; a threshold it lacks (no ``drift`` part) is not drawn.
+    """
+    from pipelines.report import HistoryChart, render_validation_history
+
+    values = flatten_params(params)
+    charts = []
+    for column, (title, keys) in HISTORY_CHARTS.items():
+        present = [(key, values.get(key.replace(".", "_"))) for key in keys]
+        thresholds = tuple((float(value), f"validate.{key} = {value}") for key, value in present
+                           if isinstance(value, (int, float)) and not isinstance(value, bool))
+        charts.append(HistoryChart(column, title, thresholds))
+    return render_validation_history(rows, charts)
+
+
+def update_history(path: Path, row: Mapping[str, Any],
+                   page_params: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """Puts ``row`` into the CSV history at ``path``, one row per logical date, sorted by date.
 
     A rerun of a date replaces its row; the file is rewritten atomically (temp file, rename), so
     a reader or a crash never sees half a file. Every night is recorded, passed or failed.
+    With ``page_params`` (the ``validate`` section) it also rewrites ``history.html`` beside it,
+    under the same lock, so the page always shows what the CSV holds.
 
     Returns:
         The rows now in the file (as strings, as CSV holds them).
@@ -860,4 +817,6 @@ def update_history(path: Path, row: Mapping[str, Any]) -> list[dict[str, str]]:
         writer.writeheader()
         writer.writerows(rows)
         write_text(path, buffer.getvalue())
+        if page_params is not None:
+            write_text(path.with_name(HISTORY_PAGE), history_page(rows, page_params))
     return rows

@@ -60,12 +60,16 @@ and known event types; no duplicate events; every interaction's user and item pr
 created before it); timestamps inside the data interval, none after it, the newest fresh
 enough; enough rows; the night's volume against the median of the earlier nights; no single
 user producing most of the night; titles non-empty and bounded, all text readable; drift
-against the previous night (event mix, item popularity, per-user activity, new users and items).
+against the previous night (event mix, item popularity, per-user activity, new users and items);
+no interactions in the warehouse dated after the extraction (extract manifest's future_rows).
+Its definition is the JSON files in pipelines/expectations/ (GX suites, thresholds as
+$PARAMETER references to the values below).
 
 Thresholds live in params.yaml under validate.* (min_rows, min_interval_rows,
 max_staleness_hours, rating_min/max, volume_nights, volume_min_nights, volume_min/max_ratio,
 max_user_share, user_share_min_rows, title_min/max_chars) and validate.drift.*. Every night's
-statistics and drift distances are kept in reports/validate/history.csv (DVC plots).
+statistics and drift distances are kept in reports/validate/history.csv (DVC plots) and
+drawn with their thresholds, failed nights marked, in reports/validate/history.html.
 
 On failure: exit code 3 (not retried), a one-screen summary naming each failed expectation,
 column, observed value and threshold; data/validate/result.json and its Data Docs are

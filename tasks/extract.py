@@ -1,4 +1,5 @@
-"""Stage extract: the night's window from the warehouse into Parquet + manifest."""
+"""Stage extract: the night's new data from the warehouse into the snapshot, and the night's
+training window from the snapshot into Parquet + manifest."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger("retrain.extract")
 
 
 def extract_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.extract import extract_window
+    from pipelines.extract import KNOWN_HASHES, extract_window
     from pipelines.io import atomic_dir, write_manifest
     from pipelines.warehouse import redact, resolve_url
 
@@ -28,13 +29,16 @@ def extract_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     with atomic_dir(Path(params["paths"]["extract"])) as staging:
         fields = extract_window(
             url, staging, logical_date,
+            # .get: params recorded by older versions lack the snapshot, lookback, mapping and retries.
+            snapshot_dir=Path(params["paths"].get("snapshot", "state/snapshot")),
             interval_days=int(settings["interval_days"]), window_days=int(settings["window_days"]),
-            # .get: params recorded by versions older than the mapping and retries lack these keys.
+            lookback_days=int(settings.get("lookback_days", 0)), read_workers=int(settings.get("read_workers", 1)),
             mapping=settings.get("mapping"), connect_attempts=int(settings.get("connect_attempts", 1)),
             backoff_s=float(settings.get("connect_backoff_s", 1.0)),
             max_backoff_s=float(settings.get("connect_max_backoff_s", 30.0)),
         )
-        write_manifest(staging, stage="extract", params=settings,
+        known = fields.pop(KNOWN_HASHES)
+        write_manifest(staging, known_hashes=known, stage="extract", params=settings,
                        seconds=round(time.monotonic() - started, 3), **fields)
 
 

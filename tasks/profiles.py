@@ -14,6 +14,7 @@ def profiles_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
 
     from pipelines.io import NonRetryableError, atomic_dir, read_json, write_manifest
     from pipelines.profiles import build_profiles
+    from pipelines.schema import extract_table_path
     from pipelines.validation import require_validated
 
     extract_dir, validate_dir = Path(params["paths"]["extract"]), Path(params["paths"]["validate"])
@@ -22,8 +23,8 @@ def profiles_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     if source["logical_date"] != parse_date(args.logical_date).isoformat():
         raise NonRetryableError(f"extract is for {source['logical_date']}, not {args.logical_date}")
     profiles = build_profiles(
-        pd.read_parquet(extract_dir / "interactions.parquet"), pd.read_parquet(extract_dir / "items.parquet"),
-        pd.read_parquet(extract_dir / "users.parquet"), params["profiles"],
+        *(pd.read_parquet(extract_table_path(extract_dir, table)) for table in ("interactions", "items", "users")),
+        params["profiles"],
     )
     with atomic_dir(Path(params["paths"]["profiles"])) as staging:
         profiles.sequences.to_parquet(staging / "sequences.parquet", index=False)

@@ -235,8 +235,9 @@ def validate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
                        unmatched_acceptances=[a.as_dict() for a in unmatched],
                        seconds=round(time.monotonic() - started, 3))
     report.out_dir = target  # the staging path it was written to is gone now
-    if params["paths"].get("reports"):  # every night, passed or failed: the drift plots read it
-        update_history(Path(params["paths"]["reports"]) / "validate" / "history.csv", history_row(report))
+    if params["paths"].get("reports"):  # every night, passed or failed: the drift plots and history.html read it
+        update_history(Path(params["paths"]["reports"]) / "validate" / "history.csv", history_row(report),
+                       page_params=settings)
     if not report.success:
         raise NonRetryableError(f"{report.summary()}\n{_quarantine_line(args, params, extract_dir, target, report)}")
 
@@ -251,7 +252,28 @@ def _quarantine_line(args: argparse.Namespace, params: Mapping[str, Any], extrac
         log.error("quarantine of %s failed: %s", logical_date, exc)
         return f"  quarantine FAILED: {exc}"
     log.info("night %s quarantined in %s", logical_date, where)
-    return f"  quarantined: {where}"
+    return f"  quarantined: {where}{_release_snapshot_days(params, extract_dir)}"
+
+
+def _release_snapshot_days(params: Mapping[str, Any], extract_dir: Path) -> str:
+    """Drops the days the failed night read from the extract snapshot, so the next night reads them
+    again from the warehouse (fixed by then, or failing again) instead of keeping bad rows."""
+    from pipelines.partitions import PartitionStore, days_between
+    from pipelines.validation import read_manifest
+
+    reads = read_manifest(extract_dir).get("reads") or []
+    days = [day for read in reads
+            for day in days_between(dt.date.fromisoformat(read["first_day"]), dt.date.fromisoformat(read["end_day"]))]
+    snapshot = Path(params["paths"].get("snapshot") or "state/snapshot")
+    if not days or not snapshot.is_dir():
+        return ""
+    try:
+        with PartitionStore(snapshot) as store:
+            released = store.forget_days(days)
+    except OSError as exc:
+        log.error("could not release the night's days from the snapshot %s: %s", snapshot, exc)
+        return f"; snapshot days NOT released ({exc})"
+    return f"; {released} day(s) released from the snapshot, to be read again" if released else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

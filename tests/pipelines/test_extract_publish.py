@@ -10,6 +10,7 @@ import yaml
 from pipelines import extract as extract_module
 from pipelines import schema
 from pipelines.extract import data_interval, extract_window, redact_url
+from pipelines.io import sha256_dir
 from tasks import extract as extract_task
 from tests.conftest import PROJECT_ROOT
 
@@ -46,12 +47,14 @@ def test_data_interval_is_the_day_before_the_logical_date():
 def test_extract_reads_only_what_is_known_before_the_interval_end(warehouse, tmp_path):
     out = tmp_path / "extract"
     out.mkdir()
-    fields = extract_window(warehouse, out, dt.date(2026, 3, 1), interval_days=1, window_days=0)
-    events = pq.read_table(out / "interactions.parquet").to_pandas()
+    fields = extract_window(warehouse, out, dt.date(2026, 3, 1), snapshot_dir=tmp_path / "snapshot",
+                            interval_days=1, window_days=0)
+    events = pq.read_table(out / "interactions").to_pandas()
     assert list(events["event_id"]) == [1, 2]
     assert list(pq.read_table(out / "items.parquet").to_pandas()["item_id"]) == ["a"]
     assert fields["rows"] == {"interactions": 2, "items": 1, "users": 1}
-    windowed = extract_window(warehouse, out, dt.date(2026, 3, 1), interval_days=1, window_days=2)
+    windowed = extract_window(warehouse, tmp_path / "windowed", dt.date(2026, 3, 1), snapshot_dir=tmp_path / "snapshot",
+                              interval_days=1, window_days=2)
     assert windowed["rows"]["interactions"] == 1
 
 
@@ -60,26 +63,29 @@ def test_redacted_url_hides_the_password():
 
 
 
-def test_a_stage_failing_after_some_writes_leaves_the_last_extract(warehouse, tmp_path, monkeypatch):
+def test_a_stage_failing_after_some_writes_leaves_the_last_extract_and_the_snapshot(warehouse, tmp_path,
+                                                                                      monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_WAREHOUSE", raising=False)
     monkeypatch.delenv("RETRAIN_WAREHOUSE_URL", raising=False)
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    out = tmp_path / "data" / "extract"
-    params["paths"].update(extract=str(out), warehouse_url=warehouse)
+    out, snapshot = tmp_path / "data" / "extract", tmp_path / "state" / "snapshot"
+    params["paths"].update(extract=str(out), snapshot=str(snapshot), warehouse_url=warehouse)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     argv = ["--params", str(tmp_path / "params.yaml"), "--logical-date", "2026-03-02"]
     assert extract_task.main(argv) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real_copy, written = extract_module.copy_query_to_parquet, []
+    before = {"extract": sha256_dir(out), "snapshot": sha256_dir(snapshot)}
+    real_read, staged = extract_module._read_dimension, []
 
-    def copy_then_fail(conn, query, path, *args, **kwargs):
-        if written:
+    def read_then_fail(source, table, *args, **kwargs):
+        if table == "users":  # events and items are staged by now
+            staged.extend(p.relative_to(snapshot) for p in snapshot.glob(".staging-*/*"))
             raise OSError("disk full")
-        written.append(real_copy(conn, query, path, *args, **kwargs))
-        return written[-1]
+        return real_read(source, table, *args, **kwargs)
 
-    monkeypatch.setattr(extract_module, "copy_query_to_parquet", copy_then_fail)
-    assert extract_task.main(argv) == 1
-    assert written == [3]  # the failure came after interactions.parquet was written
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.setattr(extract_module, "_read_dimension", read_then_fail)
+    # The next night reads a new day, so the snapshot would change had the stage finished.
+    assert extract_task.main([*argv[:-1], "2026-03-03"]) == 1
+    assert staged, "the failure should come after day files were staged"
+    assert {"extract": sha256_dir(out), "snapshot": sha256_dir(snapshot)} == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["extract"]
+    assert not list(snapshot.glob(".staging-*"))

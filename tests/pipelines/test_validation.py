@@ -73,7 +73,11 @@ def write_extract(directory: Path, frames: Frames, logical_date: str = LOGICAL_D
     """Writes the extract stage's contract: three Parquet files and manifest.json."""
     directory.mkdir(parents=True, exist_ok=True)
     for table, frame in frames.items():
-        frame.to_parquet(directory / f"{table}.parquet", index=False)
+        path = schema.extract_table_path(directory, table)
+        if path.suffix != ".parquet":  # a directory of day files
+            path.mkdir(exist_ok=True)
+            path = path / f"{logical_date}.parquet"
+        frame.to_parquet(path, index=False)
     manifest = {"logical_date": logical_date,
                 "data_interval": {"start": START.isoformat(), "end": END.isoformat()},
                 "rows": {table: len(frame) for table, frame in frames.items()}}

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from pipelines import schema, warehouse
+from pipelines import pgarrow, schema, warehouse
 from pipelines.extract import extract_window
-from pipelines.io import NonRetryableError
+from pipelines.io import NonRetryableError, sha256_dir
 from tests.conftest import PROJECT_ROOT
 
 NIGHT = dt.date(2026, 3, 2)  # data interval [2026-03-01, 2026-03-02)
@@ -165,13 +166,19 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def statements():
-    """Every SQL statement any engine sends, with its parameters."""
+def statements(monkeypatch):
+    """Every SQL statement any engine sends, with its parameters, and every query ADBC runs."""
     seen: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         seen.append((statement, parameters))
 
+    def record_literal(conn, query):
+        seen.append((real_literal_sql(conn, query), "ADBC"))
+        return seen[-1][0]
+
+    real_literal_sql = pgarrow.literal_sql
+    monkeypatch.setattr(pgarrow, "literal_sql", record_literal)
     sa.event.listen(sa.Engine, "before_cursor_execute", record)
     yield seen
     sa.event.remove(sa.Engine, "before_cursor_execute", record)
@@ -224,9 +231,10 @@ def table_names(url: str) -> set[str]:
 def test_mapped_warehouse_extracts_onto_the_canonical_schema(db_url, tmp_path, statements):
     seed_custom_warehouse(db_url)
     statements.clear()
-    fields = extract_window(db_url, tmp_path, NIGHT, interval_days=1, window_days=0, mapping=MAPPING)
+    fields = extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
+                            window_days=0, mapping=MAPPING)
     assert fields["rows"] == {"interactions": 3, "items": 2, "users": 1}
-    events = pq.read_table(tmp_path / "interactions.parquet")
+    events = pq.read_table(tmp_path / "interactions")
     assert events.schema.names == list(schema.INTERACTION_COLUMNS)
     frame = events.to_pandas()
     assert list(frame["event_id"]) == [1, 2, 3]
@@ -238,12 +246,19 @@ def test_mapped_warehouse_extracts_onto_the_canonical_schema(db_url, tmp_path, s
         "item_id": ["a", "b"], "title": ["A", "B"], "categories": ["x|y", ""], "description": ["", ""]}
     assert items["created_at"].isna().all()
     assert pq.read_table(tmp_path / "users.parquet").to_pandas()["attributes"].tolist() == [""]
+    # A first night reads its interval with the lookback, then all history before them.
     data_queries = [(s, p) for s, p in statements if "happened_at" in s and "ORDER BY" in s]
-    assert len(data_queries) == 1
-    statement, parameters = data_queries[0]
-    assert "2026-03-02" not in statement  # the interval bound travels as a bound parameter
-    values = parameters.values() if isinstance(parameters, dict) else parameters
-    assert any(str(value).startswith("2026-03-02 00:00:00") for value in values)
+    assert len(data_queries) == 2
+    copies = [s for s, how in data_queries if how == "ADBC"]
+    assert len(copies) == (2 if db_url.startswith("postgresql") else 0)
+    for statement in copies:  # binary COPY takes no parameters: the dialect renders the bounds as literals
+        assert re.search(r"happened_at < '2026-03-0[12] 00:00:00'", statement), statement
+    bound = [(s, p) for s, p in data_queries if p != "ADBC"]
+    for statement, _ in bound:
+        assert "2026-03-0" not in statement  # the day bounds travel as bound parameters
+    values = [str(value) for _, parameters in bound
+              for value in (parameters.values() if isinstance(parameters, dict) else parameters)]
+    assert not bound or any(value.startswith("2026-03-02 00:00:00") for value in values)
     assert any('"order"' in s and '"Title"' in s for s, _ in statements)
 
 
@@ -257,7 +272,8 @@ def test_missing_table_or_column_fails_before_any_data_query(db_url, tmp_path, s
     statements.clear()
     mapping = {**MAPPING, key: {**MAPPING[key], **change}}
     with pytest.raises(NonRetryableError) as info:
-        extract_window(db_url, tmp_path, NIGHT, interval_days=1, window_days=0, mapping=mapping)
+        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
+                       window_days=0, mapping=mapping)
     assert all(part in str(info.value) for part in named), str(info.value)
     assert statements, "reflection should have read the catalogue"
     data = [s for s, _ in statements if any(f" FROM {name}" in s.replace('"', "") for name in ("events", "catalog", "people"))]
@@ -275,7 +291,8 @@ def test_injection_is_refused_before_touching_the_database(db_url, tmp_path, sta
     before = table_names(db_url)
     statements.clear()
     with pytest.raises(NonRetryableError, match=key) as info:
-        extract_window(db_url, tmp_path, NIGHT, interval_days=1, window_days=0, mapping={**MAPPING, **mapping})
+        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
+                       window_days=0, mapping={**MAPPING, **mapping})
     assert "DROP TABLE" in str(info.value)  # the offending value is named
     assert statements == []
     assert table_names(db_url) == before >= {"events", "catalog", "people"}
@@ -313,7 +330,8 @@ def test_a_transient_failure_is_retried_and_the_extract_succeeds(tmp_path):
     sa.event.listen(sa.Engine, "do_connect", flaky)
     delays: list[float] = []
     try:
-        fields = extract_window(url, tmp_path, NIGHT, 1, 0, connect_attempts=3, backoff_s=0.5, sleep=delays.append)
+        fields = extract_window(url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
+                                window_days=0, connect_attempts=3, backoff_s=0.5, sleep=delays.append)
     finally:
         sa.event.remove(sa.Engine, "do_connect", flaky)
     assert delays == [0.5, 1.0]
@@ -338,6 +356,7 @@ def seed_canonical(url: str) -> None:
 def run_stage(tmp_path: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params["paths"]["extract"] = str(tmp_path / "data" / "extract")
+    params["paths"]["snapshot"] = str(tmp_path / "state" / "snapshot")
     params["paths"]["warehouse_url"] = f"sqlite:///{tmp_path}/not-this-one.db"
     params["extract"].update(connect_attempts=2, connect_backoff_s=0.01)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -376,12 +395,12 @@ def test_a_warehouse_that_stays_down_fails_the_stage_and_keeps_the_last_extract(
     seed_canonical(postgres_url)
     plain = sa.make_url(postgres_url)
     assert run_stage(tmp_path, {"RETRAIN_WAREHOUSE_URL": postgres_url}).returncode == 0
-    before = {p.name: p.read_bytes() for p in (tmp_path / "data" / "extract").iterdir()}
+    before = {"extract": sha256_dir(tmp_path / "data" / "extract"), "snapshot": sha256_dir(tmp_path / "state")}
     down = f"postgres://{plain.username}:{quote(PASSWORD, safe='')}@127.0.0.1:1/{plain.database}"
     done = run_stage(tmp_path, {"AIRFLOW_CONN_WAREHOUSE": down})
     assert done.returncode == 1  # retryable: Airflow tries the task again later
     assert "unreachable after 2 attempt(s)" in done.stderr and ":***@127.0.0.1:1/" in done.stderr
     assert "retrying in" in done.stderr
     assert not any(n in done.stderr for n in (PASSWORD, quote(PASSWORD, safe="")))
-    assert {p.name: p.read_bytes() for p in (tmp_path / "data" / "extract").iterdir()} == before
+    assert {"extract": sha256_dir(tmp_path / "data" / "extract"), "snapshot": sha256_dir(tmp_path / "state")} == before
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["extract"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.extract import extract_window
+from pipelines.extract import KNOWN_HASHES, extract_window
 from pipelines.io import write_json
 from pipelines.synthetic import generate_warehouse
 from pipelines.validation import DRIFT_CHECKS, history_row, update_history, validate_extract
@@ -36,8 +36,10 @@ def test_thirty_clean_nights_pass_with_default_thresholds(tmp_path: Path) -> Non
     for night in NIGHTS:
         extract_dir = tmp_path / "extract" / night.isoformat()
         extract_dir.mkdir(parents=True)
-        fields = extract_window(url, extract_dir, night, int(extract["interval_days"]), int(extract["window_days"]),
-                                mapping=extract.get("mapping"))
+        fields = extract_window(url, extract_dir, night, snapshot_dir=tmp_path / "snapshot",
+                                interval_days=int(extract["interval_days"]), window_days=int(extract["window_days"]),
+                                lookback_days=int(extract["lookback_days"]), mapping=extract.get("mapping"))
+        fields.pop(KNOWN_HASHES)
         write_json(extract_dir / "manifest.json", fields)
         report = validate_extract(extract_dir, tmp_path / "validate" / night.isoformat(), settings, data_docs=False)
         update_history(history, history_row(report))

@@ -27,6 +27,7 @@ from tests.reliability.night import run_task
 # The tiny warehouse holds 40 days from 2026-01-01: the night of 2026-02-10 is its last day.
 NIGHT = "2026-02-10"
 IN_NIGHT = "ts >= '2026-02-09' AND ts < '2026-02-10'"  # ts is ISO text in SQLite: text order is time order
+IN_NIGHT_DAY = "2026-02-09"
 CLEAN_NIGHTS = ("2026-02-06", "2026-02-07", "2026-02-08", "2026-02-09", "2026-02-10")
 
 
@@ -42,6 +43,12 @@ class Project:
 
     def warehouse(self) -> Path:
         return Path(self.paths["warehouse_url"].removeprefix("sqlite:///"))
+
+    def snapshot_files(self) -> dict[str, str]:
+        """The extract snapshot's data files (its lock file aside) and their digests."""
+        root = Path(self.paths["snapshot"])
+        return {str(path.relative_to(root)): sha256_file(path) for path in sorted(root.rglob("*"))
+                if path.is_file() and path.name != ".lock"} if root.is_dir() else {}
 
     def stored(self) -> dict[str, str]:
         """Digests of everything a failed night must not touch."""
@@ -223,6 +230,7 @@ def test_extract_fails_on_an_unreadable_warehouse_and_names_the_column(
 
     assert code != EXIT_OK
     assert all(word in said for word in EXTRACT_CASES[case][1]), said
+    assert project.snapshot_files() == {}, "a failed extract left files in the snapshot"
     for stage in ("extract", "validate", "profiles"):
         assert not Path(project.paths[stage]).exists(), f"{stage} output written for a failed extract"
     assert project.stored() == before
@@ -236,16 +244,39 @@ def test_extract_failure_on_an_unreadable_warehouse_is_not_retried(
     assert code == EXIT_NON_RETRYABLE
 
 
-@pytest.mark.xfail(strict=True, reason="extract reads only ts < the interval's end, so rows dated after it "
-                                       "(or after the logical date's end) never reach validation")
 def test_future_timestamps_stop_the_night(clean_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           caplog: pytest.LogCaptureFixture) -> None:
     project = copy_project(clean_base, tmp_path / "project")
-    corrupt(project, [f"UPDATE interactions SET ts = '2027-01-01 00:00:00.000000' WHERE {IN_NIGHT} "
+    corrupt(project, [f"UPDATE interactions SET ts = '2999-01-01 00:00:00.000000' WHERE {IN_NIGHT} "
                       "AND event_id % 10 = 0"])
+    before = project.stored()
     assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
+    future_rows = read_json(Path(project.paths["extract"]) / "manifest.json")["future_rows"]
 
-    assert _run("validate", project, capsys, caplog)[0] == EXIT_NON_RETRYABLE
+    code, said = _run("validate", project, capsys, caplog)
+    assert code == EXIT_NON_RETRYABLE and future_rows > 0
+    assert f"observed {future_rows} ({future_rows} warehouse rows dated after extracted_at" in said, said
+    assert project.stored() == before
+
+
+def test_a_quarantined_night_is_read_again_once_the_warehouse_is_fixed(
+        clean_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    project = copy_project(clean_base, tmp_path / "project")
+    clean = project.root / "clean-warehouse.db"
+    shutil.copy(project.warehouse(), clean)
+    corrupt(project, VALIDATE_CASES["rating_out_of_range"][0])
+    assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
+    code, said = _run("validate", project, capsys, caplog)
+    assert code == EXIT_NON_RETRYABLE and "released from the snapshot" in said, said
+    assert f"interactions/{IN_NIGHT_DAY}.parquet" not in project.snapshot_files()
+
+    shutil.copy(clean, project.warehouse())  # fixed upstream
+    assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
+    reads = read_json(Path(project.paths["extract"]) / "manifest.json")["reads"]
+    assert any(read["first_day"] <= IN_NIGHT_DAY < read["end_day"] for read in reads)
+    code, said = _run("validate", project, capsys, caplog)
+    assert code == EXIT_OK, said
 
 
 # --- no false alarms -----------------------------------------------------------------------------

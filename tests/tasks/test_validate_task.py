@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipelines import schema
 from pipelines.io import read_json, sha256_file
 from pipelines.validation import require_validated
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
@@ -43,7 +44,11 @@ def write_extract(directory: Path, *, logical_date: str = LOGICAL_DATE, bad_rati
                           "created_at": pd.Series([pd.NaT] * 3, dtype="datetime64[us]")})
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in {"interactions": interactions, "items": items, "users": users}.items():
-        frame.to_parquet(directory / f"{name}.parquet", index=False)
+        path = schema.extract_table_path(directory, name)
+        if path.suffix != ".parquet":  # a directory of day files
+            path.mkdir(exist_ok=True)
+            path = path / f"{logical_date}.parquet"
+        frame.to_parquet(path, index=False)
     (directory / "manifest.json").write_text(json.dumps({
         "logical_date": logical_date,
         "data_interval": {"start": (END - dt.timedelta(days=1)).isoformat(), "end": END.isoformat()},
