@@ -5,18 +5,20 @@
 
 For each size, seeds a temporary PostgreSQL database with that many synthetic interactions spread
 evenly over ``--days`` days (so one day is about 1% of the rows; primary key on event_id, index on
-ts, as a warehouse table clustered by time would have), plus users and items. Then measures, side
-by side and interleaved, ``--repeats`` times each:
+ts, as a warehouse table clustered by time would have), plus users (rows / 50) and items, whose
+``updated_at`` column is mapped (``extract.mapping.<table>.updated_at``). Then measures, side by
+side and interleaved, ``--repeats`` times each:
 
 - ``ours_full``: the extract stage (``tasks.extract``, params.yaml's defaults) for the last
   night with an empty snapshot: every event, the dimensions, the night's view and manifest;
-- ``ours_incremental``: the same night with the snapshot the previous night left: the new day
-  plus the default lookback (2 days), the dimensions, the view and manifest;
+- ``ours_incremental``: the same night with (a fresh copy of) the snapshot the previous night
+  left: the new day plus the default lookback (2 days), the dimension rows changed since the
+  previous night (none), the view and manifest;
 - ``naive``: ``pandas.read_sql("SELECT * FROM interactions", engine)``.
 
 Each run is a fresh Python process, so its peak RSS (``ru_maxrss``) is its own; the seconds are
-the call's, after the imports both sides need (pandas, pyarrow, SQLAlchemy). Prints a table of medians and writes
-``<out>/extract.json``.
+the call's, after each side's imports (pandas, pyarrow, SQLAlchemy, the drivers, the stage's
+modules). Prints a table of medians and writes ``<out>/extract.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,16 +57,21 @@ EVENT_TYPES = np.array(["view", "like", "rating", "purchase"])
 MODES = ("naive", "ours_full", "ours_incremental")
 
 DDL = """
-CREATE TABLE users (user_id varchar(64) PRIMARY KEY, attributes text NOT NULL, created_at timestamp);
+CREATE TABLE users (user_id varchar(64) PRIMARY KEY, attributes text NOT NULL, created_at timestamp,
+                    updated_at timestamp NOT NULL);
 CREATE TABLE items (item_id varchar(64) PRIMARY KEY, title text NOT NULL, categories text NOT NULL,
-                    description text NOT NULL, created_at timestamp);
+                    description text NOT NULL, created_at timestamp, updated_at timestamp NOT NULL);
 CREATE TABLE interactions (event_id bigint NOT NULL, user_id varchar(64) NOT NULL, item_id varchar(64) NOT NULL,
                            event_type varchar(32) NOT NULL, rating double precision, ts timestamp NOT NULL);
 """
 INDEXES = """
 ALTER TABLE interactions ADD PRIMARY KEY (event_id);
 CREATE INDEX interactions_ts ON interactions (ts);
+CREATE INDEX users_updated_at ON users (updated_at);
+CREATE INDEX items_updated_at ON items (updated_at);
 """
+# The dimensions' change-tracking column, as a warehouse that keeps one maps it (README "Warehouse").
+MAPPING = {"items": {"updated_at": "updated_at"}, "users": {"updated_at": "updated_at"}}
 
 
 # --- seeding -----------------------------------------------------------------------------------
@@ -106,12 +114,14 @@ def seed(url: str, rows: int, days: int) -> dict[str, int]:
         cursor.execute(DDL)
         _copy_in(cursor, "users", pa.table({"user_id": [f"u{k}" for k in range(n_users)],
                                             "attributes": [f"segment {k % 7}" for k in range(n_users)],
-                                            "created_at": pa.nulls(n_users, pa.timestamp("us"))}))
+                                            "created_at": pa.nulls(n_users, pa.timestamp("us")),
+                                            "updated_at": pa.array([FIRST_DAY] * n_users, pa.timestamp("us"))}))
         _copy_in(cursor, "items", pa.table({"item_id": [f"i{k}" for k in range(n_items)],
                                             "title": [f"Item {k}: a title" for k in range(n_items)],
                                             "categories": [f"c{k % 20}|c{k % 3}" for k in range(n_items)],
                                             "description": [f"about item {k}" for k in range(n_items)],
-                                            "created_at": pa.nulls(n_items, pa.timestamp("us"))}))
+                                            "created_at": pa.nulls(n_items, pa.timestamp("us")),
+                                            "updated_at": pa.array([FIRST_DAY] * n_items, pa.timestamp("us"))}))
         for first in range(0, rows, SEED_CHUNK):
             _copy_in(cursor, "interactions",
                      _events(rng, first, min(SEED_CHUNK, rows - first), rows, days, n_users, n_items))
@@ -131,13 +141,17 @@ def seed(url: str, rows: int, days: int) -> dict[str, int]:
 
 def child(mode: str, url: str, night: str, snapshot: str, out: str) -> None:
     """Runs one extract stage (or the naive read) and prints its seconds, rows and peak RSS as JSON."""
+    import adbc_driver_postgresql.dbapi  # noqa: F401  (each side's driver loads before the timer)
     import pandas as pd
+    import psycopg2  # noqa: F401
     import sqlalchemy as sa
 
+    import pipelines.extract  # noqa: F401
     from tasks import extract as extract_stage
 
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params["paths"].update(extract=str(Path(out) / "extract"), snapshot=snapshot)
+    params["extract"]["mapping"] = MAPPING
     params_file = Path(out) / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     os.environ["RETRAIN_WAREHOUSE_URL"] = url
@@ -181,7 +195,9 @@ def measure(admin_url: str, rows: int, days: int, repeats: int, scratch: Path) -
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for repeat in range(repeats):
             for mode in MODES:  # interleaved, so the machine's load falls on all three alike
-                snapshot = previous if mode == "ours_incremental" else _fresh(scratch)
+                snapshot = _fresh(scratch)
+                if mode == "ours_incremental":  # a new night each time: the previous night's snapshot
+                    shutil.copytree(previous, snapshot, dirs_exist_ok=True)
                 runs[mode].append(run_child(mode, url, night, snapshot, _fresh(scratch)))
                 print(f"  {mode:17} run {repeat + 1}: {runs[mode][-1]['seconds']:8.2f} s "
                       f"{runs[mode][-1]['peak_rss_mb']:8.0f} MB", flush=True)

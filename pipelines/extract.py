@@ -2,8 +2,8 @@
 
 Events are stored by day and items and users as change logs (``pipelines/partitions.py``); the
 night's training window is assembled from them. Reads stream in bounded chunks: PostgreSQL's
-binary COPY through ADBC (``pipelines/pgarrow.py``), else a server-side cursor. The warehouse's own table and column
-names come from ``extract.mapping`` (``pipelines/warehouse.py``).
+binary COPY through ADBC (``pipelines/pgarrow.py``), else a server-side cursor. The warehouse's
+own table and column names come from ``extract.mapping`` (``pipelines/warehouse.py``).
 """
 
 from __future__ import annotations
@@ -86,10 +86,15 @@ def interactions_query(clause: sa.TableClause, mapping: warehouse.SourceMapping,
     return query.order_by(ts)
 
 
-def dimension_query(clause: sa.TableClause, mapping: warehouse.SourceMapping, table: str) -> sa.Select:
-    """The whole items or users table (compared with the stored one to find what changed)."""
-    columns = mapping.tables[table].columns
-    return sa.select(*_selected(clause, columns)).order_by(_source(clause, columns[DIMENSION_KEYS[table]]))
+def dimension_query(clause: sa.TableClause, mapping: warehouse.SourceMapping, table: str,
+                    changed_since: dt.datetime | None = None) -> sa.Select:
+    """The items or users table (compared with the stored one to find what changed): whole, or
+    with ``changed_since`` only the rows its ``updated_at`` column marks as changed since then."""
+    entry = mapping.tables[table]
+    query = sa.select(*_selected(clause, entry.columns)).order_by(_source(clause, entry.columns[DIMENSION_KEYS[table]]))
+    if changed_since is not None:
+        query = query.where(_source(clause, entry.updated_at) >= changed_since)
+    return query
 
 
 def future_rows_query(clause: sa.TableClause, mapping: warehouse.SourceMapping, now: dt.datetime) -> sa.Select:
@@ -327,19 +332,25 @@ def _read_ranges(source: Source, reads: list[partitions.DayRange], staging: Path
 
 
 def _read_dimension(source: Source, table: str, store: partitions.PartitionStore, night: dt.date,
-                    staged_file: Path) -> tuple[dict[str, int], pa.Table]:
-    """Reads the whole table and stages the night's change log: new, changed and deleted rows.
+                    changed_since: dt.datetime, staged_file: Path) -> tuple[dict[str, Any], pa.Table]:
+    """Reads the table and stages the night's change log: new, changed and deleted rows.
 
-    Returns the counts and the table as of the night (the stored state with the log applied).
+    With ``updated_at`` mapped and a stored state, only the rows changed since ``changed_since``
+    are read (and a deleted row goes unnoticed); otherwise the whole table, which also finds
+    deletions. Returns the counts and the table as of the night (the stored state, log applied).
     """
-    chunks = list(source.stream(dimension_query(source.clauses[table], source.mapping, table), table))
-    current = pa.concat_tables(chunks) if chunks else ARROW_SCHEMAS[table].empty_table()
     key = DIMENSION_KEYS[table]
     before = partitions.dimension_as_of(store, table, night, key, inclusive=False, arrow_schema=ARROW_SCHEMAS[table])
-    changes = partitions.dimension_changes(before, current, key)
+    since = changed_since if source.mapping.tables[table].updated_at and store.change_logs(table, night, False) \
+        else None
+    query = dimension_query(source.clauses[table], source.mapping, table, since)
+    chunks = list(source.stream(query, table))
+    read = pa.concat_tables(chunks) if chunks else ARROW_SCHEMAS[table].empty_table()
+    changes = partitions.dimension_changes(before, read, key, whole_table=since is None)
     pq.write_table(changes, staged_file)
     deleted = int(pc.sum(changes[partitions.DELETED]).as_py() or 0)
-    counts = {"rows": current.num_rows, "changed": changes.num_rows - deleted, "deleted": deleted}
+    counts = {"read": "whole table" if since is None else f"changed since {since.isoformat()}",
+              "rows_read": read.num_rows, "changed": changes.num_rows - deleted, "deleted": deleted}
     return counts, partitions.apply_changes(before, changes, key)
 
 
@@ -383,15 +394,15 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
                     if store.has_later_changes(table, logical_date):
                         changes[table] = {"recorded_by_later_night": True}
                     else:
-                        changes[table], states[table] = _read_dimension(source, table, store, logical_date,
-                                                                        staging / f"{table}.parquet")
+                        changes[table], states[table] = _read_dimension(
+                            source, table, store, logical_date, _changed_since(store, table, logical_date, start, lookback_days),
+                            staging / f"{table}.parquet")
                 future_rows = conn.execute(
                     future_rows_query(source.clauses["interactions"], parsed, extracted_at)).scalar_one()
                 # Every read succeeded: only now does the snapshot change.
                 coverage = store.commit_days(staging, written, origin)
-                for table in DIMENSION_KEYS:
-                    if (staging / f"{table}.parquet").exists():
-                        store.commit_changes(table, logical_date, staging / f"{table}.parquet")
+                for table, state in states.items():
+                    store.commit_changes(table, logical_date, staging / f"{table}.parquet", state)
             rows, day_hashes = _write_view(store, coverage, states, out_dir, logical_date, end, window_days)
     finally:
         engine.dispose()
@@ -412,6 +423,15 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
         "rows": rows,
         KNOWN_HASHES: day_hashes,
     }
+
+
+def _changed_since(store: partitions.PartitionStore, table: str, night: dt.date, start: dt.datetime,
+                   lookback_days: int) -> dt.datetime:
+    """Where tonight's read of changed dimension rows starts: the earlier of tonight's interval start
+    and the end of the last recorded night's interval (its read ran after that), less the lookback."""
+    recorded = store.change_logs(table, night, inclusive=False)
+    last = dt.datetime.combine(dt.date.fromisoformat(recorded[-1].stem), dt.time()) if recorded else start
+    return min(start, last) - dt.timedelta(days=lookback_days)
 
 
 def _write_view(store: partitions.PartitionStore, coverage: partitions.Coverage, states: dict[str, pa.Table],

@@ -6,7 +6,8 @@ DVC-versioned ``data/extract``)::
     interactions/<YYYY-MM-DD>.parquet  events whose ts falls on that UTC day, sorted by (ts, event_id)
     interactions/_coverage.json        the days read so far, and where complete history begins
     items/<logical date>.parquet       rows new or changed as seen that night, plus deletions
-    users/<logical date>.parquet
+    items/_state.parquet               the table as of the newest night (a cache of the logs replayed)
+    users/...
 
 A day is replaced whole, never appended to, so rerunning a night gives the same files. New
 files are staged in a hidden directory and moved in only once every read of the night has
@@ -20,6 +21,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -34,6 +36,9 @@ import pyarrow.parquet as pq
 COVERAGE_FILE = "_coverage.json"
 DELETED = "_deleted"  # change-log column: the key left the warehouse that night
 STAGING_PREFIX = ".staging-"
+LOG_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")  # a change log is named by its night
+STATE_FILE = "_state.parquet"  # the table as of the newest change log (a cache; the logs are the truth)
+STATE_NIGHT = "night"  # the state file's schema metadata key: the night it is the table as of
 
 
 # --- which days a night reads -----------------------------------------------------------------
@@ -205,23 +210,39 @@ class PartitionStore:
 
     # items and users
 
-    def commit_changes(self, table: str, night: dt.date, staged_file: Path) -> None:
+    def commit_changes(self, table: str, night: dt.date, staged_file: Path, state: pa.Table) -> None:
+        """Moves the night's change log in; when it is the newest, ``state`` (the table as of that
+        night) replaces the cached state, which spares the next night replaying every log."""
         os.replace(staged_file, self.changes_path(table, night))
+        if not self.has_later_changes(table, night):
+            staged_state = self.root / table / f".{STATE_FILE}.tmp"
+            pq.write_table(state.replace_schema_metadata({STATE_NIGHT: night.isoformat()}), staged_state)
+            os.replace(staged_state, self.root / table / STATE_FILE)
+
+    def cached_state(self, table: str, night: dt.date) -> pa.Table | None:
+        """The cached state if it is the table as of ``night``'s change log, else None."""
+        path = self.root / table / STATE_FILE
+        if not path.is_file():
+            return None
+        metadata = pq.read_schema(path).metadata or {}
+        if metadata.get(STATE_NIGHT.encode()) != night.isoformat().encode():
+            return None  # older than the newest log (a run killed between the two moves): replay
+        return pq.read_table(path).replace_schema_metadata(None)
 
     def changes_path(self, table: str, night: dt.date) -> Path:
         return self.root / table / f"{night.isoformat()}.parquet"
 
+    def _log_nights(self, table: str) -> list[dt.date]:
+        return sorted(dt.date.fromisoformat(path.stem) for path in (self.root / table).glob("*.parquet")
+                      if LOG_NAME.fullmatch(path.stem))
+
     def has_later_changes(self, table: str, night: dt.date) -> bool:
-        return any(dt.date.fromisoformat(path.stem) > night for path in (self.root / table).glob("*.parquet"))
+        return any(logged > night for logged in self._log_nights(table))
 
     def change_logs(self, table: str, up_to: dt.date, inclusive: bool) -> list[Path]:
         """The table's change files of the nights before ``up_to`` (and that night if ``inclusive``), oldest first."""
-        paths = []
-        for path in sorted((self.root / table).glob("*.parquet")):
-            night = dt.date.fromisoformat(path.stem)
-            if night < up_to or (inclusive and night == up_to):
-                paths.append(path)
-        return paths
+        return [self.changes_path(table, night) for night in self._log_nights(table)
+                if night < up_to or (inclusive and night == up_to)]
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -236,10 +257,13 @@ def _write_json_atomic(path: Path, payload: object) -> None:
 def dimension_as_of(store: PartitionStore, table: str, night: dt.date, key: str, inclusive: bool,
                     arrow_schema: pa.Schema) -> pa.Table:
     """The table as the change logs left it after the nights before ``night`` (or through it)."""
-    logs = [pq.read_table(path) for path in store.change_logs(table, night, inclusive)]
-    if not logs:
+    paths = store.change_logs(table, night, inclusive)
+    if not paths:
         return arrow_schema.empty_table()
-    history = pa.concat_tables(logs)
+    cached = store.cached_state(table, dt.date.fromisoformat(paths[-1].stem))
+    if cached is not None:
+        return cached
+    history = pa.concat_tables([pq.read_table(path) for path in paths])
     history = history.append_column("_row", pa.array(range(history.num_rows), pa.int64()))
     latest = history.take(history.group_by(key, use_threads=False).aggregate([("_row", "max")])["_row_max"])
     return _sorted(latest.filter(pc.invert(latest[DELETED])).select(arrow_schema.names), key)
@@ -256,9 +280,10 @@ def _sorted(table: pa.Table, key: str) -> pa.Table:
     return table.sort_by(key).combine_chunks()
 
 
-def dimension_changes(before: pa.Table, current: pa.Table, key: str) -> pa.Table:
-    """Rows of ``current`` that are new or differ from ``before``, then ``before``'s rows now gone,
-    each part sorted by key. The result has the canonical columns plus ``_deleted``.
+def dimension_changes(before: pa.Table, current: pa.Table, key: str, whole_table: bool = True) -> pa.Table:
+    """Rows of ``current`` that are new or differ from ``before``, then (when ``current`` is the
+    whole table) ``before``'s rows now gone, each part sorted by key. The result has the canonical
+    columns plus ``_deleted``.
 
     A hash join in Arrow pairs each current row with its stored one; two nulls count as equal.
     """
@@ -272,7 +297,8 @@ def dimension_changes(before: pa.Table, current: pa.Table, key: str) -> pa.Table
         same = pc.or_kleene(pc.equal(new, old), pc.and_(pc.is_null(new), pc.is_null(old)))
         differs = pc.or_(differs, pc.invert(pc.fill_null(same, False)))
     changed = _sorted(paired.filter(differs).select(current.schema.names), key)
-    gone = _sorted(before.filter(pc.invert(pc.is_in(before[key], value_set=current[key].combine_chunks()))), key)
+    gone = _sorted(before.filter(pc.invert(pc.is_in(before[key], value_set=current[key].combine_chunks()))), key) \
+        if whole_table else before.schema.empty_table()
     return pa.concat_tables([changed.append_column(DELETED, pa.repeat(False, changed.num_rows)),
                              gone.append_column(DELETED, pa.repeat(True, gone.num_rows))])
 

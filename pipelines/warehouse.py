@@ -64,6 +64,9 @@ OPTIONAL_COLUMNS: dict[str, frozenset[str]] = {
     "users": frozenset({"attributes", "created_at"}),
 }
 INTERACTION_EXTRAS = ("event_types", "rating_scale")
+# items and users may name a column that every insert and update sets: nights then read only the
+# rows it marks as changed (see extract's dimension reads), instead of the whole table.
+DIMENSION_EXTRAS = ("updated_at",)
 
 
 class WarehouseUnavailableError(RuntimeError):
@@ -249,6 +252,7 @@ class TableMapping:
     table: str
     schema: str | None
     columns: dict[str, str | None]  # None: absent in the warehouse (optional columns only)
+    updated_at: str | None = None  # items/users: the column marking a row's last change
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,7 +299,7 @@ def parse_mapping(raw: Any) -> SourceMapping:
 
 def _parse_table(key: str, entry: dict) -> TableMapping:
     where = f"extract.mapping.{key}"
-    allowed = {"table", "schema", "columns"} | (set(INTERACTION_EXTRAS) if key == "interactions" else set())
+    allowed = {"table", "schema", "columns"} | set(INTERACTION_EXTRAS if key == "interactions" else DIMENSION_EXTRAS)
     if set(entry) - allowed:
         raise NonRetryableError(f"{where}: unknown key(s) {sorted(set(entry) - allowed)}; expected {sorted(allowed)}")
     table = _identifier(entry.get("table", key), f"{where}.table")
@@ -313,7 +317,10 @@ def _parse_table(key: str, entry: dict) -> TableMapping:
         if source is None and canonical not in OPTIONAL_COLUMNS[key]:
             raise NonRetryableError(f"{where}.columns.{canonical} is required and cannot be null")
         columns[canonical] = None if source is None else _identifier(source, f"{where}.columns.{canonical}")
-    return TableMapping(key, table, schema_name, columns)
+    updated_at = entry.get("updated_at")
+    if updated_at is not None:
+        updated_at = _identifier(updated_at, f"{where}.updated_at")
+    return TableMapping(key, table, schema_name, columns, updated_at)
 
 
 def _parse_event_types(raw: Any) -> dict[str, str]:
@@ -356,11 +363,13 @@ def reflect_tables(conn: sa.Connection, mapping: SourceMapping) -> dict[str, sa.
                                     f"(tables: {', '.join(known) or 'none'})")
         reflected = {column["name"]: column["type"]
                      for column in inspector.get_columns(entry.table, schema=entry.schema)}
-        for canonical, source in entry.columns.items():
+        named = {f"columns.{canonical}": source for canonical, source in entry.columns.items()}
+        named["updated_at"] = entry.updated_at
+        for param, source in named.items():
             if source is not None and source not in reflected:
-                raise NonRetryableError(f"{where}.columns.{canonical}: column {source!r} not found in table "
+                raise NonRetryableError(f"{where}.{param}: column {source!r} not found in table "
                                         f"{qualified!r} (columns: {', '.join(sorted(reflected))})")
-        used = sorted({source for source in entry.columns.values() if source is not None})
+        used = sorted({source for source in named.values() if source is not None})
         clauses[key] = sa.table(entry.table, *(sa.column(name, reflected[name]) for name in used),
                                 schema=entry.schema)
     return clauses

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pipelines import extract as extract_module
 from pipelines import partitions, pgarrow, schema
 from pipelines.extract import extract_window
-from pipelines.io import sha256_dir
+from pipelines.io import NonRetryableError, sha256_dir
 from pipelines.partitions import Coverage, DayRange, plan_reads
 
 D = dt.date
@@ -160,27 +160,50 @@ def test_a_fixed_window_holds_only_its_days(url: str, tmp_path: Path) -> None:
 
 def test_items_and_users_are_stored_as_changes_and_viewed_as_of_each_night(url: str, tmp_path: Path) -> None:
     first, before = run(url, tmp_path, NIGHT - dt.timedelta(days=1), "first")
-    assert first["dimension_changes"]["items"] == {"rows": 2, "changed": 2, "deleted": 0}
+    assert first["dimension_changes"]["items"] == {"read": "whole table", "rows_read": 2, "changed": 2, "deleted": 0}
     execute(url, "UPDATE items SET title = 'B, renamed' WHERE item_id = 'b'", "DELETE FROM users WHERE user_id = 'u2'",
             schema.items.insert().values(item_id="c", title="C", categories="", description="", created_at=None))
     second, after = run(url, tmp_path, NIGHT, "second")
-    assert second["dimension_changes"] == {"items": {"rows": 3, "changed": 2, "deleted": 0},
-                                           "users": {"rows": 2, "changed": 0, "deleted": 1}}
+    assert second["dimension_changes"] == {
+        "items": {"read": "whole table", "rows_read": 3, "changed": 2, "deleted": 0},
+        "users": {"read": "whole table", "rows_read": 2, "changed": 0, "deleted": 1}}
     log = pd.read_parquet(tmp_path / "snapshot" / "items" / f"{NIGHT.isoformat()}.parquet")
     assert sorted(log["item_id"]) == ["b", "c"]  # only what changed is stored
     items = pd.read_parquet(after / "items.parquet")
     assert items.set_index("item_id")["title"].to_dict() == {"a": 'A "quoted",\ntwo-line title', "b": "B, renamed",
                                                               "c": "C"}
     assert list(pd.read_parquet(after / "users.parquet")["user_id"]) == ["u0", "u1"]
-    # The night's view (its stored state with tonight's log applied) is what replaying the logs gives.
+    # The night's view (the cached state with tonight's log applied) is what replaying the logs gives.
     with partitions.PartitionStore(tmp_path / "snapshot") as store:
+        cached = partitions.dimension_as_of(store, "items", NIGHT, "item_id", inclusive=True,
+                                            arrow_schema=extract_module.ARROW_SCHEMAS["items"])
+        (tmp_path / "snapshot" / "items" / partitions.STATE_FILE).unlink()
         replayed = partitions.dimension_as_of(store, "items", NIGHT, "item_id", inclusive=True,
                                               arrow_schema=extract_module.ARROW_SCHEMAS["items"])
-    assert replayed.equals(pq.read_table(after / "items.parquet"))
+    assert replayed.equals(cached) and replayed.equals(pq.read_table(after / "items.parquet"))
     # Rerunning the earlier night still sees the dimensions as recorded then, not today's.
     rerun_fields, rerun = run(url, tmp_path, NIGHT - dt.timedelta(days=1), "rerun")
     assert rerun_fields["dimension_changes"]["items"] == {"recorded_by_later_night": True}
     assert pd.read_parquet(rerun / "items.parquet").equals(pd.read_parquet(before / "items.parquet"))
+
+
+def test_with_updated_at_mapped_a_night_reads_only_the_rows_it_marks(url: str, tmp_path: Path) -> None:
+    execute(url, "ALTER TABLE items ADD COLUMN modified TIMESTAMP", "UPDATE items SET modified = '2026-02-01 00:00:00'")
+    mapping = {"items": {"updated_at": "modified"}}
+    first, _ = run(url, tmp_path, NIGHT - dt.timedelta(days=1), "first", mapping=mapping)
+    assert first["dimension_changes"]["items"]["read"] == "whole table"  # nothing stored yet
+    execute(url, "UPDATE items SET title = 'B2', modified = '2026-03-10 08:00:00' WHERE item_id = 'b'",
+            "UPDATE items SET title = 'A, silently' WHERE item_id = 'a'",  # updated_at not set: not seen
+            "INSERT INTO items (item_id, title, categories, description, modified) "
+            "VALUES ('c', 'C', '', '', '2026-03-10 09:00:00')")
+    second, out = run(url, tmp_path, NIGHT, "second", mapping=mapping)
+    # The last recorded night is 03-10 (its interval ended then): changes since then, less the lookback.
+    assert second["dimension_changes"]["items"] == {"read": "changed since 2026-03-08T00:00:00", "rows_read": 2,
+                                                    "changed": 2, "deleted": 0}
+    items = pd.read_parquet(out / "items.parquet").set_index("item_id")["title"].to_dict()
+    assert items == {"a": 'A "quoted",\ntwo-line title', "b": "B2", "c": "C"}
+    with pytest.raises(NonRetryableError, match="extract.mapping.users.updated_at"):
+        run(url, tmp_path, NIGHT, "bad", mapping={"users": {"updated_at": "no_such_column"}})
 
 
 def test_copy_path_keeps_nulls_empty_strings_and_typed_keys(postgres_url: str, tmp_path: Path) -> None:
@@ -205,7 +228,8 @@ def test_copy_path_keeps_nulls_empty_strings_and_typed_keys(postgres_url: str, t
     assert fields["read_path"] == "postgresql ADBC (binary COPY)"
     events = events_in(out)
     assert events["user_id"].tolist() == ["7", "8"] and events["event_type"].tolist() == ["view", "purchase"]
-    assert events["rating"].isna().tolist() == [True, False] and events["rating"].iloc[1] == pytest.approx(0.5 + 8 * 4.5 / 10)
+    assert events["rating"].isna().tolist() == [True, False]
+    assert events["rating"].iloc[1] == pytest.approx(0.5 + 8 * 4.5 / 10)  # 8 on 0-10 mapped onto 0.5-5
     assert events["ts"].iloc[0] == pd.Timestamp("2026-03-10 01:00:00.123456")
     items = pd.read_parquet(out / "items.parquet")
     # '' stays '' and NULL stays null (validation judges it)
