@@ -172,6 +172,7 @@ def child(mode: str, url: str, night: str, snapshot: str, out: str) -> None:
 
 def run_child(mode: str, url: str, night: dt.date, snapshot: Path, out: Path) -> dict[str, float]:
     env = {**os.environ, "RETRAIN_LOG_LEVEL": "WARNING"}
+    os.sync()  # the previous run's (or the setup's) writes reach the disk before this one is timed
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, url, night.isoformat(),
                            str(snapshot), str(out)], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     if done.returncode != 0:

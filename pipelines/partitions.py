@@ -288,7 +288,10 @@ def dimension_changes(before: pa.Table, current: pa.Table, key: str, whole_table
     A hash join in Arrow pairs each current row with its stored one; two nulls count as equal.
     """
     others = [name for name in current.schema.names if name != key]
-    stored = before.select([key, *others]).rename_columns([key, *(f"{name}{_STORED}" for name in others)])
+    read_keys = current[key].combine_chunks()
+    # Only the stored rows that were read again can pair (a handful when only changed rows were read).
+    stored = before if whole_table else before.filter(pc.is_in(before[key], value_set=read_keys))
+    stored = stored.select([key, *others]).rename_columns([key, *(f"{name}{_STORED}" for name in others)])
     stored = stored.append_column(_PRESENT, pa.repeat(True, stored.num_rows))
     paired = current.join(stored, keys=key, join_type="left outer", use_threads=False)
     differs = pc.is_null(paired[_PRESENT])
@@ -297,7 +300,7 @@ def dimension_changes(before: pa.Table, current: pa.Table, key: str, whole_table
         same = pc.or_kleene(pc.equal(new, old), pc.and_(pc.is_null(new), pc.is_null(old)))
         differs = pc.or_(differs, pc.invert(pc.fill_null(same, False)))
     changed = _sorted(paired.filter(differs).select(current.schema.names), key)
-    gone = _sorted(before.filter(pc.invert(pc.is_in(before[key], value_set=current[key].combine_chunks()))), key) \
+    gone = _sorted(before.filter(pc.invert(pc.is_in(before[key], value_set=read_keys))), key) \
         if whole_table else before.schema.empty_table()
     return pa.concat_tables([changed.append_column(DELETED, pa.repeat(False, changed.num_rows)),
                              gone.append_column(DELETED, pa.repeat(True, gone.num_rows))])
