@@ -211,23 +211,38 @@ class PartitionStore:
     # items and users
 
     def commit_changes(self, table: str, night: dt.date, staged_file: Path, state: pa.Table) -> None:
-        """Moves the night's change log in; when it is the newest, ``state`` (the table as of that
-        night) replaces the cached state, which spares the next night replaying every log."""
+        """Moves the night's change log in, then keeps the cached state right: ``state`` (the table as
+        of that night) replaces it when the night is the newest and changed something, or when the
+        cache was written by this night's earlier run (its log is replaced, so the cache may be too)."""
+        changed = pq.read_metadata(staged_file).num_rows > 0
         os.replace(staged_file, self.changes_path(table, night))
-        if not self.has_later_changes(table, night):
+        cached = self._state_night(table)
+        if (changed or (cached is not None and cached >= night)) and not self.has_later_changes(table, night):
             staged_state = self.root / table / f".{STATE_FILE}.tmp"
             pq.write_table(state.replace_schema_metadata({STATE_NIGHT: night.isoformat()}), staged_state)
             os.replace(staged_state, self.root / table / STATE_FILE)
 
-    def cached_state(self, table: str, night: dt.date) -> pa.Table | None:
-        """The cached state if it is the table as of ``night``'s change log, else None."""
+    def _state_night(self, table: str) -> dt.date | None:
         path = self.root / table / STATE_FILE
         if not path.is_file():
             return None
-        metadata = pq.read_schema(path).metadata or {}
-        if metadata.get(STATE_NIGHT.encode()) != night.isoformat().encode():
-            return None  # older than the newest log (a run killed between the two moves): replay
-        return pq.read_table(path).replace_schema_metadata(None)
+        written = (pq.read_schema(path).metadata or {}).get(STATE_NIGHT.encode())
+        return None if written is None else dt.date.fromisoformat(written.decode())
+
+    def cached_state(self, table: str, night: dt.date) -> pa.Table | None:
+        """The cached state if it is the table as of ``night``'s change log, else None (replay).
+
+        It is when written that night, or on an earlier night followed only by empty logs (nights
+        that changed nothing leave the cache alone). A run killed between moving its log in and
+        writing the cache leaves a non-empty log after the cache's night: the logs are replayed.
+        """
+        written = self._state_night(table)
+        if written is None or written > night:
+            return None
+        since = [logged for logged in self._log_nights(table) if written < logged <= night]
+        if any(pq.read_metadata(self.changes_path(table, logged)).num_rows for logged in since):
+            return None
+        return pq.read_table(self.root / table / STATE_FILE).replace_schema_metadata(None)
 
     def changes_path(self, table: str, night: dt.date) -> Path:
         return self.root / table / f"{night.isoformat()}.parquet"

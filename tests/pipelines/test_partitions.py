@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -278,3 +279,40 @@ def test_a_failed_read_leaves_the_snapshot_as_it_was(url: str, tmp_path: Path, m
         run(url, tmp_path, NIGHT, "second")
     assert calls and sha256_dir(tmp_path / "snapshot") == before
     assert not list((tmp_path / "snapshot").glob(".staging-*"))
+
+
+def test_the_cached_dimension_state_always_equals_replaying_the_logs(tmp_path: Path) -> None:
+    schema_ = extract_module.ARROW_SCHEMAS["users"]
+
+    def users(**attributes: str) -> pa.Table:
+        return pa.table({"user_id": list(attributes), "attributes": list(attributes.values()),
+                         "created_at": pa.nulls(len(attributes), pa.timestamp("us"))}, schema=schema_)
+
+    def night(store: partitions.PartitionStore, day: dt.date, warehouse: pa.Table) -> None:
+        before = partitions.dimension_as_of(store, "users", day, "user_id", False, schema_)
+        changes = partitions.dimension_changes(before, warehouse, "user_id")
+        staged = tmp_path / "staged.parquet"
+        pq.write_table(changes, staged)
+        store.commit_changes("users", day, staged, partitions.apply_changes(before, changes, "user_id"))
+
+    def replayed(store: partitions.PartitionStore, day: dt.date) -> pa.Table:
+        state = tmp_path / "snapshot" / "users" / partitions.STATE_FILE
+        kept = state.read_bytes() if state.exists() else None
+        state.unlink(missing_ok=True)
+        table = partitions.dimension_as_of(store, "users", day, "user_id", True, schema_)
+        if kept is not None:
+            state.write_bytes(kept)
+        return table
+
+    nights = [D(2026, 3, k) for k in (1, 2, 3)]
+    warehouses = [users(a="x", b="y"), users(a="x", b="y"), users(a="x2", c="z")]
+    with partitions.PartitionStore(tmp_path / "snapshot") as store:
+        for day, warehouse in zip(nights, warehouses):
+            night(store, day, warehouse)
+            cached = partitions.dimension_as_of(store, "users", day, "user_id", True, schema_)
+            assert cached.equals(replayed(store, day)) and cached.equals(warehouse), day
+        # Night 2 changed nothing, so the cache was not rewritten and still served night 3's "before".
+        # A rerun of night 3 that now finds nothing changed since night 2 must not keep night 3's first state.
+        night(store, nights[2], warehouses[1])
+        cached = partitions.dimension_as_of(store, "users", nights[2], "user_id", True, schema_)
+        assert cached.equals(warehouses[1]) and cached.equals(replayed(store, nights[2]))
