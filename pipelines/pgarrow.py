@@ -3,11 +3,11 @@
 ADBC's PostgreSQL driver runs the query as ``COPY (query) TO STDOUT (FORMAT binary)`` and decodes
 the binary rows into Arrow record batches in C++: no text formatting on the server, no Python
 object per value. COPY takes no bound parameters, so the query is rendered with its values as
-literals by SQLAlchemy's PostgreSQL dialect; the only values extraction ever binds are the
-datetimes of the day bounds, which SQLAlchemy formats and quotes itself.
+literals by SQLAlchemy's PostgreSQL dialect; the only values extraction ever binds are datetimes
+(the day bounds, the changed-since time of the dimensions), which SQLAlchemy formats and quotes.
 
-ADBC opens its own connection from the same URL (the password stays inside this module's call;
-errors are re-raised without the URL).
+ADBC opens its own connections from the same URL (the password goes no further than libpq;
+errors are re-raised with the driver's first line, password removed, never the URL).
 """
 
 from __future__ import annotations
@@ -95,12 +95,6 @@ class Connections:
                     yield pa.Table.from_batches(pending)
         except (adbc.Error, OSError) as exc:  # a failure while batches stream arrives as Arrow's OSError
             raise PostgresReadError(_without_password(exc, self.url)) from None
-
-
-def stream(url: sa.URL, sql: str) -> Iterator[pa.Table]:
-    """One query on a connection of its own."""
-    with Connections(url) as connections:
-        yield from connections.stream(sql)
 
 
 def _without_password(exc: BaseException, url: sa.URL) -> str:

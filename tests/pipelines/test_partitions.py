@@ -251,11 +251,13 @@ def test_a_read_cut_short_by_the_server_names_the_cause_and_never_the_password(p
         sql = pgarrow.literal_sql(conn, query)
     url = engine.url.set(username="etl", password=password)
     try:
-        with pytest.raises(pgarrow.PostgresReadError, match="division by zero") as info:
-            list(pgarrow.stream(url, sql))
+        with pytest.raises(pgarrow.PostgresReadError, match="division by zero") as info, \
+                pgarrow.Connections(url) as connections:
+            list(connections.stream(sql))
         assert password not in str(info.value)
-        with pytest.raises(pgarrow.PostgresReadError) as info:  # nothing listens on port 1
-            list(pgarrow.stream(url.set(port=1), sql))
+        with pytest.raises(pgarrow.PostgresReadError) as info, \
+                pgarrow.Connections(url.set(port=1)) as connections:  # nothing listens on port 1
+            list(connections.stream(sql))
         assert "port 1" in str(info.value) and password not in str(info.value)
     finally:
         with engine.begin() as conn:
