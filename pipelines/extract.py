@@ -253,15 +253,15 @@ class DayFiles:
         self.written[day] = {"rows": table.num_rows, "sha256": sha256_file(path)}
 
     def close(self, days: partitions.DayRange) -> dict[dt.date, dict[str, Any]]:
-        """Flushes the last day, waits for every write (raising the first failure), and writes an
-        empty file for each day of the range without events."""
+        """Flushes the last day, waits for every write (raising the first failure), and records each
+        day of the range without events as read but empty: no file (a stray 1970 timestamp must
+        not leave twenty thousand empty files)."""
         self._flush()
         while self._pending:
             self._pending.popleft().result()
         first = days.first or min(self.written, default=None)
         for day in partitions.days_between(first, days.end) if first else []:
-            if day not in self.written:
-                self._write(day, ARROW_SCHEMAS["interactions"].empty_table())
+            self.written.setdefault(day, {"rows": 0, "sha256": None})
         return dict(sorted(self.written.items()))
 
 
@@ -446,10 +446,15 @@ def _write_view(store: partitions.PartitionStore, coverage: partitions.Coverage,
     days_dir.mkdir(parents=True, exist_ok=True)
     events = 0
     for day in partitions.window_days_held(coverage, end.date(), window_days):
-        partitions.link_or_copy(store.day_path(day), days_dir / f"{day.isoformat()}.parquet")
-        events += int(coverage.days[day.isoformat()]["rows"])
+        entry = coverage.days[day.isoformat()]
+        if entry["sha256"] is not None:  # an empty day has no file
+            partitions.link_or_copy(store.day_path(day), days_dir / f"{day.isoformat()}.parquet")
+            events += int(entry["rows"])
     rows = {"interactions": events}
     hashes = {f"interactions/{path.name}": coverage.days[path.stem]["sha256"] for path in days_dir.iterdir()}
+    if not hashes:  # a window without one event still reads as a table (with no rows)
+        pq.write_table(ARROW_SCHEMAS["interactions"].empty_table(),
+                       days_dir / f"{(end.date() - dt.timedelta(days=1)).isoformat()}.parquet")
     for table, key in DIMENSION_KEYS.items():
         view = states.get(table)
         if view is None:

@@ -4,7 +4,8 @@ Layout under ``paths.snapshot`` (persistent, like the registry; each night's vie
 DVC-versioned ``data/extract``)::
 
     interactions/<YYYY-MM-DD>.parquet  events whose ts falls on that UTC day, sorted by (ts, event_id)
-    interactions/_coverage.json        the days read so far, and where complete history begins
+    interactions/_coverage.json        the days read so far (a day without events has no file), and
+                                       where complete history begins
     items/<logical date>.parquet       rows new or changed as seen that night, plus deletions
     items/_state.parquet               the table as of the newest night (a cache of the logs replayed)
     users/...
@@ -184,15 +185,30 @@ class PartitionStore:
             shutil.rmtree(directory, ignore_errors=True)
 
     def commit_days(self, staged: Path, written: dict[dt.date, dict[str, Any]], origin: dt.date | None) -> Coverage:
-        """Moves the staged day files in, then records them (and a new origin) in the coverage file."""
-        for day in sorted(written):
-            os.replace(staged / f"{day.isoformat()}.parquet", self.day_path(day))
+        """Moves the staged day files in (an empty day has none: its old file goes), then records
+        them (and a new origin) in the coverage file.
+
+        The days being replaced leave the coverage file first: a run killed while moving files
+        leaves them unrecorded, so the next night reads them again rather than trusting a stale
+        row count or digest.
+        """
         before = self.coverage()
+        replaced = {day.isoformat() for day in written}
+        self._write_coverage(Coverage({day: entry for day, entry in before.days.items() if day not in replaced},
+                                      before.origin))
+        for day, entry in sorted(written.items()):
+            if entry["sha256"] is None:
+                self.day_path(day).unlink(missing_ok=True)
+            else:
+                os.replace(staged / f"{day.isoformat()}.parquet", self.day_path(day))
         days = {**before.days, **{day.isoformat(): entry for day, entry in written.items()}}
         after = Coverage(dict(sorted(days.items())), origin if origin is not None else before.origin)
-        _write_json_atomic(self.interactions / COVERAGE_FILE, {
-            "origin": None if after.origin is None else after.origin.isoformat(), "days": after.days})
+        self._write_coverage(after)
         return after
+
+    def _write_coverage(self, coverage: Coverage) -> None:
+        _write_json_atomic(self.interactions / COVERAGE_FILE, {
+            "origin": None if coverage.origin is None else coverage.origin.isoformat(), "days": coverage.days})
 
     def forget_days(self, days: Iterable[dt.date]) -> int:
         """Removes days from the store (coverage first, then files), so the next night reads them
@@ -201,9 +217,8 @@ class PartitionStore:
         dropped = {day.isoformat() for day in days} & set(before.days)
         if not dropped:
             return 0
-        kept = {day: entry for day, entry in before.days.items() if day not in dropped}
-        _write_json_atomic(self.interactions / COVERAGE_FILE, {
-            "origin": None if before.origin is None else before.origin.isoformat(), "days": kept})
+        self._write_coverage(Coverage({day: entry for day, entry in before.days.items() if day not in dropped},
+                                      before.origin))
         for day in dropped:
             self.day_path(dt.date.fromisoformat(day)).unlink(missing_ok=True)
         return len(dropped)

@@ -153,6 +153,19 @@ def test_late_rows_inside_the_lookback_are_picked_up_and_older_ones_are_not(url:
     assert fields["rows"]["interactions"] == 41
 
 
+def test_days_without_events_are_read_once_and_stored_without_files(url: str, tmp_path: Path) -> None:
+    # One stray event in 1970 (a reset clock) makes 20,000 days of history, nearly all empty.
+    execute(url, schema.interactions.insert(), rows=[event(999, ts=dt.datetime(1970, 1, 1, 12))])
+    first, out = run(url, tmp_path, NIGHT - dt.timedelta(days=1), "first")
+    coverage = partitions.PartitionStore(tmp_path / "snapshot").coverage()
+    assert first["days_read"] == len(coverage.days) > 20_000 and first["rows"]["interactions"] == 37
+    stored = sorted(path.name for path in (tmp_path / "snapshot" / "interactions").glob("*.parquet"))
+    assert stored[0] == "1970-01-01.parquet" and len(stored) == 10
+    assert len(list((out / "interactions").iterdir())) == 10
+    second, _ = run(url, tmp_path, NIGHT, "second")
+    assert second["days_read"] == 3  # the empty days count as read
+
+
 def test_a_fixed_window_holds_only_its_days(url: str, tmp_path: Path) -> None:
     fields, out = run(url, tmp_path, NIGHT, "window", window_days=3)
     assert sorted(path.stem for path in (out / "interactions").iterdir()) == ["2026-03-08", "2026-03-09", "2026-03-10"]
