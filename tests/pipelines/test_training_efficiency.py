@@ -1,17 +1,19 @@
 """The shortcuts that make training cheap change nothing but the cost.
 
-Cutting batches to their longest sequence, length-sorted text passes and the byte-mask dropout are
-each checked against the plain computation they replace.
+Cutting batches to their longest sequence, length-sorted text passes, the byte-mask dropout and the
+chunked cross-entropy are each checked against the plain computation they replace.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from pipelines.model import Catalogue, FastDropout, RecommenderConfig, SequenceRecommender
-from pipelines.training import next_item_pairs, training_examples, trim_padding
+from pipelines.training import (ChunkedSoftmaxCrossEntropy, catalogue_cross_entropy, next_item_pairs,
+                                training_examples, trim_padding)
 from tests.conftest import PROJECT_ROOT
 
 N_ITEMS = 30
@@ -88,3 +90,24 @@ def test_byte_mask_dropout_drops_at_its_rate_and_keeps_the_mean():
     assert torch.equal(FastDropout(0.0).train()(x), x)
     with pytest.raises(ValueError, match="outside"):
         FastDropout(1.0)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 256])
+def test_chunked_cross_entropy_has_the_loss_and_gradients_of_the_plain_one(chunk):
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(50, 16, generator=generator, requires_grad=True)
+    table = torch.randn(40, 16, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 40, (50,), generator=generator)
+    plain = F.cross_entropy(hidden @ table.T, targets)
+    expected = torch.autograd.grad(plain * 3.0, (hidden, table))  # an upstream gradient other than 1
+    chunked = ChunkedSoftmaxCrossEntropy.apply(hidden, table, targets, chunk)
+    torch.testing.assert_close(chunked, plain)
+    for got, want in zip(torch.autograd.grad(chunked * 3.0, (hidden, table)), expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_the_training_loss_is_the_chunked_one_on_the_cpu():
+    hidden, table, targets = torch.randn(600, 8), torch.randn(30, 8), torch.randint(0, 30, (600,))
+    torch.testing.assert_close(catalogue_cross_entropy(hidden, table, targets), F.cross_entropy(hidden @ table.T, targets))
+    hidden.requires_grad_(True)
+    assert type(catalogue_cross_entropy(hidden, table, targets).grad_fn).__name__ == "ChunkedSoftmaxCrossEntropyBackward"
