@@ -212,9 +212,13 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 def lr_factor(step: int, planned_steps: int, warmup_steps: int, schedule: str, floor: float = 0.05) -> float:
     """Multiplier of the base learning rates at ``step``: a linear warm-up, then a decay to
     ``floor`` at ``planned_steps``. Under a fixed budget, ending on a small learning rate is
-    worth more than steps at a constant one (Li et al. 2020, "Budgeted Training")."""
+    worth more than steps at a constant one (Li et al. 2020, "Budgeted Training").
+
+    The warm-up takes at most a tenth of the planned steps, so a short run still trains at its
+    full rate."""
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"finetune.lr_schedule={schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+    warmup_steps = min(warmup_steps, planned_steps // 10)
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant" or planned_steps <= warmup_steps:

@@ -30,6 +30,12 @@ def test_decay_falls_steadily_to_the_floor_at_the_planned_end(schedule):
     assert lr_factor(55, 100, 10, schedule) == pytest.approx(0.525, abs=0.01)  # half-way: half-way between 1 and floor
 
 
+def test_warm_up_takes_at_most_a_tenth_of_a_short_run():
+    assert lr_factor(0, 20, 50, "linear") == 0.5  # two warm-up steps, not fifty
+    assert lr_factor(2, 20, 50, "linear") == pytest.approx(1.0)
+    assert lr_factor(0, 9, 50, "constant") == 1.0  # under ten steps: no warm-up at all
+
+
 def test_constant_schedule_keeps_the_base_rate():
     assert {lr_factor(step, 50, 0, "constant") for step in range(80)} == {1.0}
 
