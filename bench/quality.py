@@ -8,9 +8,8 @@ platform's stages run for real, as a night runs them (extract -> validate -> pro
 -> evaluate, each ``python -m tasks.<stage>`` in its own process). The params are a copy of
 ``--params`` with only the bench overrides of ``bench_params``. The baselines read the profiles
 stage's split, so every model sees the same leave-last-out split and is measured by the same
-``pipelines.evaluation`` code. "ours" is the night with the optional re-ranker off; "ours+rerank"
-the same night with ``finetune.reranker.enabled: true`` (one finetune run serves both rows: the
-re-ranker trains after the first stage). See bench/README.md for the protocol.
+``pipelines.evaluation`` code. "ours" is the night's candidate as the evaluate stage scored it.
+See bench/README.md for the protocol.
 """
 
 from __future__ import annotations
@@ -36,9 +35,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make `bench` (and the project) importable
     sys.path.insert(0, str(PROJECT_ROOT))
 
-MODELS = ("MostPop", "EASE", "SASRec", "ours", "ours+rerank")
-DEFAULT_MODELS = ("MostPop", "EASE", "SASRec", "ours")
-OURS_MODELS = ("ours", "ours+rerank")  # the rows the platform's own finetune and evaluate stages produce
+MODELS = ("MostPop", "EASE", "SASRec", "ours")
+DEFAULT_MODELS = MODELS
+OURS_MODELS = ("ours",)  # the row the platform's own finetune and evaluate stages produce
 PLATFORM_STAGES = ("extract", "validate", "profiles")
 OURS_STAGES = ("finetune", "evaluate")
 # Connection URLs from the environment would override the temp project's paths (tasks.common):
@@ -57,7 +56,7 @@ def progress(message: str) -> None:
 
 # -- the temporary project ----------------------------------------------------------------------
 def bench_params(base: dict[str, Any], project: Path, logical_date: str, budget_minutes: float,
-                 base_dir: Path = PROJECT_ROOT, reranker: bool | None = None) -> dict[str, Any]:
+                 base_dir: Path = PROJECT_ROOT) -> dict[str, Any]:
     """A copy of ``base`` with the documented bench overrides and nothing else.
 
     Every entry of ``paths`` points into ``project`` (URLs become SQLite files there), including
@@ -65,7 +64,6 @@ def bench_params(base: dict[str, Any], project: Path, logical_date: str, budget_
     project. The logical date is the day after the newest interaction; validation accepts
     static history (no staleness, volume, one-user-share or drift checks); fine-tuning is bounded by the wall clock, not by epochs. A relative
     ``finetune.base_model`` is made absolute against ``base_dir`` (it means the same model).
-    ``reranker`` (when not None) sets ``finetune.reranker.enabled``.
     """
     params = copy.deepcopy(base)
     paths = params.setdefault("paths", {})
@@ -83,8 +81,6 @@ def bench_params(base: dict[str, Any], project: Path, logical_date: str, budget_
     base_model = str(finetune.get("base_model", "auto"))
     if base_model != "auto" and not Path(base_model).is_absolute() and (base_dir / base_model).is_dir():
         finetune["base_model"] = str((base_dir / base_model).resolve())
-    if reranker is not None:
-        finetune.setdefault("reranker", {})["enabled"] = reranker
     return params
 
 
@@ -183,71 +179,33 @@ def run_baselines(profiles, names: list[str], budget_s: float, k: int, args: arg
     return results
 
 
-def run_ours(params: dict[str, Any], profiles, k: int, names: list[str]
-             ) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any], dict[str, Any] | None]:
-    """The rows of ours (and ours+rerank), ours' top-k lists, the stage's metrics, the comparison.
+def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[str, Any]], Any, dict[str, Any]]:
+    """The row of ours, ours' top-k lists and the stage's metrics.
 
-    The evaluate stage scored the candidate as the night serves it: re-ranked when the finetune
-    stage saved a re-ranker. That row takes the stage's metrics; the candidate is then reloaded
-    and scored here with the stage's code, as a check and for the other row, the per-user
-    outcomes of the paired comparison and the recommendations (first stage).
+    The row takes the evaluate stage's metrics; the candidate is then reloaded and scored here with
+    the stage's code, as a check and for the recommendations.
     """
-    from pipelines.evaluation import model_scorer, rank_eval_set, test_set
+    from pipelines.evaluation import rank_eval_set, test_set
     from pipelines.io import read_json
     from pipelines.metrics import ranking_metrics
-    from pipelines.model import Catalogue, load_model
+    from pipelines.model import load_model, serving_scorer
     from pipelines.publish import top_k_recommendations
-    from pipelines.reranker import RERANKER_DIR, with_reranker
 
-    candidate_dir = Path(params["paths"]["candidate"])
     stage_metrics = read_json(Path(params["paths"]["evaluate"]) / "metrics.json")
     training = read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
-    model = load_model(candidate_dir)
-    first_stage = model_scorer(model, Catalogue(model, item_ids, texts))
-    if "ours+rerank" in names and not (candidate_dir / RERANKER_DIR).is_dir():
-        raise RuntimeError(f"ours+rerank asked for, but the finetune stage saved no {candidate_dir / RERANKER_DIR}")
-    scorers = {"ours": first_stage}
-    if "ours+rerank" in names:
-        scorers["ours+rerank"] = with_reranker(first_stage, candidate_dir, item_ids, texts)
+    scorer = serving_scorer(load_model(Path(params["paths"]["candidate"])), item_ids, texts)
     split = test_set(profiles.sequences)
-    served = "ours+rerank" if "ours+rerank" in names else "ours"  # what the evaluate stage scored
-    outcomes, score_s, rows = {}, {}, {}
-    for name in (n for n in OURS_MODELS if n in names or n == served):
-        started = time.perf_counter()
-        outcomes[name] = rank_eval_set(scorers[name], split, item_ids, k)
-        score_s[name] = round(time.perf_counter() - started, 2)
-        metrics = ranking_metrics(outcomes[name].ranks, outcomes[name].top_items, len(item_ids), k)
-        if name == served and abs(metrics[f"ndcg@{k}"] - stage_metrics["candidate"][f"ndcg@{k}"]) > 1e-6:
-            progress(f"WARNING: {name} rescored here gives NDCG@{k} {metrics[f'ndcg@{k}']:.6f}, "
-                     f"the evaluate stage {stage_metrics['candidate'][f'ndcg@{k}']:.6f}")
-        train_s = training["train_seconds"] + (training["reranker"]["train_seconds"] if name == "ours+rerank" else 0)
-        rows[name] = result_row(stage_metrics["candidate"] if name == served else metrics, train_s, k)
-    recs = top_k_recommendations(first_stage, split.user_ids, split.histories, item_ids, k)
+    outcome = rank_eval_set(scorer, split, item_ids, k)
+    metrics = ranking_metrics(outcome.ranks, outcome.top_items, len(item_ids), k)
+    if abs(metrics[f"ndcg@{k}"] - stage_metrics["candidate"][f"ndcg@{k}"]) > 1e-6:
+        progress(f"WARNING: ours rescored here gives NDCG@{k} {metrics[f'ndcg@{k}']:.6f}, "
+                 f"the evaluate stage {stage_metrics['candidate'][f'ndcg@{k}']:.6f}")
+    row = result_row(stage_metrics["candidate"], training["train_seconds"], k)
+    recs = top_k_recommendations(scorer, split.user_ids, split.histories, item_ids, k)
     progress(f"ours: training stopped by {training.get('stopped_by')} after {training.get('steps')} steps, "
              f"best validation NDCG@{k} {training.get('best_valid_ndcg@10', float('nan')):.4f}")
-    comparison = None
-    if "ours" in names and "ours+rerank" in names:
-        comparison = rerank_comparison(outcomes["ours"], outcomes["ours+rerank"], params["evaluate"], k)
-        comparison.update(score_s=score_s, reranker=training["reranker"])
-        progress(f"ours+rerank - ours: {comparison['paired']}")
-    return {name: rows[name] for name in names if name in rows}, recs, stage_metrics, comparison
-
-
-def rerank_comparison(first: Any, reranked: Any, settings: dict[str, Any], k: int) -> dict[str, Any]:
-    """Paired ours+rerank - ours on the same test users with bootstrap 95% intervals, as the
-    evaluate stage computes candidate - champion (``evaluate.bootstrap_resamples``, ``evaluate.seed``)."""
-    from pipelines.analysis import bootstrap_interval, paired_difference, per_user_values, resample_indices
-
-    indices = resample_indices(len(first.ranks), int(settings.get("bootstrap_resamples", 1000)),
-                               int(settings.get("seed", 0)))
-    metrics = ("ndcg", "hr", "mrr")
-    return {
-        "paired": {f"{m}@{k}": paired_difference(per_user_values(reranked, m, k), per_user_values(first, m, k),
-                                                 indices) for m in metrics},
-        "intervals": {name: {f"{m}@{k}": list(bootstrap_interval(per_user_values(outcome, m, k), indices))
-                             for m in metrics} for name, outcome in (("ours", first), ("ours+rerank", reranked))},
-    }
+    return {"ours": row}, recs, stage_metrics
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -336,8 +294,7 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
     base = yaml.safe_load(args.params.read_text())
     _, logical_date = import_dataset(args.dataset, project)
     ours = [m for m in args.models if m in OURS_MODELS]
-    params = bench_params(base, project, logical_date, args.budget_minutes, args.params.resolve().parent,
-                          reranker=("ours+rerank" in ours) if ours else None)
+    params = bench_params(base, project, logical_date, args.budget_minutes, args.params.resolve().parent)
     params_file = project / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     k = int(params["evaluate"]["k"])
@@ -346,9 +303,9 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
         run_stage(stage, params_file, logical_date, args.threads)
     profiles = load_profiles(params["paths"]["profiles"])
     models: dict[str, dict[str, Any]] = {}
-    recs = comparison = None
+    recs = None
     if ours:
-        models, recs, stage_metrics, comparison = run_ours(params, profiles, k, ours)
+        models, recs, stage_metrics = run_ours(params, profiles, k)
     baselines = run_baselines(profiles, [m for m in args.models if m not in OURS_MODELS], args.budget_minutes * 60,
                               k, args)
     if ours and "MostPop" in baselines:
@@ -359,8 +316,6 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
     ordered = {name: {**baselines, **models}[name] for name in args.models}
     document = {"dataset": args.dataset.resolve().name, "machine": machine_info(),
                 "budget_minutes": args.budget_minutes, "models": ordered}
-    if comparison is not None:
-        document["rerank"] = comparison
     return {"k": k, "recs": recs, "document": document}
 
 

@@ -436,3 +436,14 @@ class Catalogue:
             if rows:
                 out[i, :len(rows)] = torch.tensor(rows)
         return out
+
+
+def serving_scorer(model: "SequenceRecommender", item_ids: list[str], texts: list[str]):
+    """The scorer a night evaluates and publishes for ``model`` over the catalogue ``item_ids``.
+
+    Evaluate and publish both score through this one function, so a second-stage model (a
+    re-ranker wrapping the first stage's scores) would plug in here and be judged as it serves.
+    """
+    from pipelines.evaluation import model_scorer
+
+    return model_scorer(model, Catalogue(model, item_ids, texts))

@@ -65,20 +65,16 @@ def tonight_champion(analysis: dict[str, Any], version: int | None, source: dict
 def rank_all_models(params: dict[str, Any], profiles, split, k_max: int) -> tuple[dict, int | None]:
     """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE."""
     from pipelines.baselines import fit_ease
-    from pipelines.evaluation import model_scorer, most_popular_scorer, rank_eval_set
-    from pipelines.model import Catalogue, load_model
-    from pipelines.reranker import with_reranker
+    from pipelines.evaluation import most_popular_scorer, rank_eval_set
+    from pipelines.model import load_model, serving_scorer
 
     settings, paths = params["evaluate"], params["paths"]
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     candidate = load_model(Path(paths["candidate"]))
-    # With a re-ranker saved next to it (finetune.reranker), the candidate is scored as it would serve.
-    scorers = {"candidate": with_reranker(model_scorer(candidate, Catalogue(candidate, item_ids, texts)),
-                                          Path(paths["candidate"]), item_ids, texts)}
-    champion_version, champion, champion_dir = champion_model(params)
+    scorers = {"candidate": serving_scorer(candidate, item_ids, texts)}
+    champion_version, champion, _ = champion_model(params)
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
-        scorers["champion"] = with_reranker(model_scorer(champion, Catalogue(champion, item_ids, texts)),
-                                            champion_dir, item_ids, texts)
+        scorers["champion"] = serving_scorer(champion, item_ids, texts)
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
     if len(item_ids) <= int(settings.get("ease_max_items", 20000)):
         scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.get("ease_lambdas", [100.0]),

@@ -2,9 +2,7 @@
 
 Runs on one process, or under ``torchrun --nproc_per_node N -m tasks.finetune`` on several
 (DDP: gloo on CPUs, NCCL on GPUs). Warm-starts from the champion when its architecture fits,
-checkpoints every ``finetune.checkpoint_every_steps`` steps and resumes after a crash. With
-``finetune.reranker.enabled`` it then trains the pair re-ranker on the new model's candidates and
-saves it in the candidate's ``reranker/`` directory.
+checkpoints every ``finetune.checkpoint_every_steps`` steps and resumes after a crash.
 """
 
 from __future__ import annotations
@@ -58,19 +56,6 @@ def build_model(settings: dict[str, Any], item_ids: list[str], champion_dir: Pat
     return SequenceRecommender(config), False
 
 
-def optional_reranker(settings: dict[str, Any], model, catalogue, profiles, runtime):
-    """The pair re-ranker trained on the new model's candidates, or (None, None) when it is off."""
-    options = settings.get("reranker") or {}
-    if not options.get("enabled", False):
-        return None, None
-    from pipelines.evaluation import model_scorer
-    from pipelines.reranker import train_reranker
-
-    return train_reranker(model_scorer(model, catalogue), profiles.sequences, catalogue.item_ids,
-                          list(profiles.items["text"]), options, base_model=str(settings["base_model"]),
-                          runtime=runtime)
-
-
 def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     import torch
 
@@ -98,7 +83,6 @@ def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
                    settings, runtime=runtime, checkpoint_dir=checkpoints, fingerprint=fingerprint)
     if not runtime.is_main:
         return  # one process writes the artifacts
-    reranker, reranked = optional_reranker(settings, model, catalogue, profiles, runtime)
     with torch.no_grad():
         item_table = catalogue.item_table(catalogue.text_vectors()).float().cpu()
     card = {
@@ -110,23 +94,15 @@ def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "items in ID map": len(model.config.item_ids), "device": runtime.device.type, "processes": runtime.world_size,
         "torch": torch.__version__,
     }
-    if reranked is not None:
-        card["re-ranker"] = reranked.summary()
     # The artifact holds nothing that varies between identical runs (no timings), so a rerun of
     # the same night yields the same content hash and the registry recognises it.
     with atomic_dir(Path(paths["candidate"])) as staging:
         save_model(model.cpu(), staging, card=card, item_table=item_table, item_ids=catalogue.item_ids)
         if settings.get("export_merged"):
             export_merged(model, staging / "merged")
-        extra = {}
-        if reranker is not None:
-            from pipelines.reranker import RERANKER_DIR, save_reranker
-
-            save_reranker(reranker.cpu(), staging / RERANKER_DIR)
-            extra["reranker"] = reranked.summary()  # validation figures; timings go to training.json
         write_manifest(staging, stage="finetune", logical_date=source["logical_date"],
                        data_interval=source["data_interval"], params=settings,
-                       warm_start_version=champion_version if warm else None, **extra)
+                       warm_start_version=champion_version if warm else None)
     reports = Path(paths["reports"]) / "finetune"
     write_csv(reports / "curve.csv", ["step", "epoch", "loss", "valid_ndcg", "seconds"], result.curve)
     write_json(reports / "training.json", {
@@ -135,8 +111,6 @@ def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
         "samples_per_second": round(result.samples / max(result.seconds, 1e-9), 1),
         "stopped_by": result.stopped_by, "resumed_at_step": result.resumed_at_step, "device": result.device,
         "processes": result.world_size, "machine": platform.machine(), "threads": torch.get_num_threads(),
-        **({"reranker": {**reranked.summary(), **reranked.timings(), "curve": reranked.curve}}
-           if reranked is not None else {}),
     })
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
     log.info("candidate saved to %s (best validation NDCG@10 %.4f)", paths["candidate"], result.best_valid_ndcg)

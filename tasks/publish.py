@@ -84,7 +84,7 @@ def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
         summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        rows, users = score_and_write(model, model_dir, champion.version, paths, warehouse, logical_date, k)
+        rows, users = score_and_write(model, champion.version, paths, warehouse, logical_date, k)
         summary.update(rows=rows, users=users)
         log.info("published %d rows for %d users with model version %d", rows, users, champion.version)
     with atomic_dir(Path(paths["publish"])) as staging:
@@ -92,15 +92,12 @@ def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
         write_manifest(staging, stage="publish", logical_date=logical_date)
 
 
-def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any], warehouse, logical_date: str,
+def score_and_write(model, version: int, paths: dict[str, Any], warehouse, logical_date: str,
                     k: int) -> tuple[int, int]:
-    """Scores every profiled user (whole history excluded), re-ranked when the champion carries a
-    re-ranker, and replaces the night's rows."""
-    from pipelines.evaluation import model_scorer
-    from pipelines.model import Catalogue
+    """Scores every profiled user (whole history excluded) and replaces the night's rows."""
+    from pipelines.model import serving_scorer
     from pipelines.profiles import load_profiles
     from pipelines.publish import top_k_recommendations, write_recommendations
-    from pipelines.reranker import with_reranker
 
     profiles = load_profiles(paths["profiles"])
     seqs = profiles.sequences
@@ -108,7 +105,7 @@ def score_and_write(model, model_dir: Path, version: int, paths: dict[str, Any],
                  for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
     item_ids = list(profiles.items["item_id"])
     texts = list(profiles.items["text"])
-    scorer = with_reranker(model_scorer(model, Catalogue(model, item_ids, texts)), model_dir, item_ids, texts)
+    scorer = serving_scorer(model, item_ids, texts)
     recs = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, k)
     rows = write_recommendations(warehouse, logical_date, version, recs)
     return rows, int(recs["user_id"].nunique())

@@ -68,14 +68,6 @@ def test_bench_params_change_only_the_documented_overrides(tmp_path):
     assert base["paths"]["extract"] == "data/extract"  # the caller's params are left alone
 
 
-def test_the_rerank_row_switches_only_the_reranker_on(tmp_path):
-    base = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    plain, reranked = (quality.bench_params(base, tmp_path, "1998-04-23", 3.0, reranker=flag) for flag in (None, True))
-    before, after = flatten(plain), flatten(reranked)
-    assert {k for k in after if before.get(k) != after[k]} == {"finetune.reranker.enabled"}
-    assert reranked["finetune"]["reranker"]["enabled"] is True
-
-
 def test_logical_date_is_the_day_after_the_newest_interaction(tmp_path):
     dataset = write_movielens_100k(tmp_path / "ml-synthetic", n_users=5)
     _, logical_date = quality.import_dataset(dataset, tmp_path)
@@ -96,9 +88,8 @@ def test_stage_environment_drops_connection_overrides(monkeypatch):
 
 def test_arguments_are_checked():
     assert quality.parse_args(["d", "--models", "ours,MostPop"]).models == ["MostPop", "ours"]
-    assert quality.parse_args(["d"]).models == ["MostPop", "EASE", "SASRec", "ours"]  # the re-ranker on request
-    assert quality.parse_args(["d", "--models", "ours+rerank,ours"]).models == ["ours", "ours+rerank"]
-    assert quality.parse_args(["d", "--tag", "rerank"]).tag == "rerank" and quality.parse_args(["d"]).tag == "quality"
+    assert quality.parse_args(["d"]).models == ["MostPop", "EASE", "SASRec", "ours"]
+    assert quality.parse_args(["d", "--tag", "night"]).tag == "night" and quality.parse_args(["d"]).tag == "quality"
     with pytest.raises(SystemExit):
         quality.parse_args(["d", "--tag", "../quality"])  # a tag never leaves --out
     with pytest.raises(SystemExit):
