@@ -1,6 +1,6 @@
 """Baselines of the quality benchmark: MostPop, EASE and SASRec trained with full cross-entropy.
 
-Every baseline ends up as a ``pipelines.evaluation.Scorer`` (histories -> one score per catalogue
+Every baseline ends up as a ``pipelines.evaluate.ranking.Scorer`` (histories -> one score per catalogue
 item), so it is ranked and measured by exactly the code that measures the platform's own model
 (``evaluate_scorer``: full catalogue, history excluded, pessimistic ties).
 
@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.baselines import column_index, train_histories
-from pipelines.baselines import fit_ease as nightly_ease
-from pipelines.evaluation import Scorer, evaluate_scorer, most_popular_scorer, validation_set
+from pipelines.evaluate.baselines import column_index, train_histories
+from pipelines.evaluate.baselines import fit_ease as nightly_ease
+from pipelines.evaluate.ranking import Scorer, evaluate_scorer, most_popular_scorer, validation_set
 
 log = logging.getLogger("bench.baselines")
 
@@ -56,7 +56,7 @@ def fit_most_popular(sequences: pd.DataFrame, item_ids: Sequence[str]) -> Fitted
     return Fitted(most_popular_scorer(counts), time.perf_counter() - started)
 
 
-# -- EASE (Steck 2019): the nightly baseline of pipelines.baselines ------------------------------
+# -- EASE (Steck 2019): the nightly baseline of pipelines.evaluate.baselines ------------------------------
 def fit_ease(sequences: pd.DataFrame, item_ids: Sequence[str], lambdas: Sequence[float] = EASE_LAMBDAS,
              k: int = 10) -> Fitted:
     """Chooses lambda on the validation targets, then refits on training + validation items."""

@@ -3,7 +3,7 @@
     python bench/eval_speed.py [--users 6040] [--items 3416] [--repeats 3] [--out bench/results]
 
 Times, on synthetic histories (ML-1M-like lengths) and in one run:
-  * ``ranking``: ``pipelines.evaluation.rank_eval_set`` on precomputed scores, the vectorised,
+  * ``ranking``: ``pipelines.evaluate.ranking.rank_eval_set`` on precomputed scores, the vectorised,
     chunked ranking (history excluded, pessimistic ties) plus every metric at K = 1, 5, 10, 20;
   * ``naive``: the same ranks from a per-user Python loop (ranks only, no top-k), the baseline;
   * ``model``: the whole evaluation of one model as a night runs it: the platform's recommender
@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from bench.train_speed import synthetic_sequences
-    from pipelines.analysis import analyse, user_slices
-    from pipelines.evaluation import EvalSet, model_scorer, rank_eval_set
-    from pipelines.metrics import compute_metrics
-    from pipelines.model import Catalogue, RecommenderConfig, SequenceRecommender
+    from pipelines.evaluate.analysis import analyse, user_slices
+    from pipelines.evaluate.ranking import EvalSet, model_scorer, rank_eval_set
+    from pipelines.evaluate.metrics import compute_metrics
+    from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender
 
     torch.manual_seed(0)
     item_ids = [f"i{j}" for j in range(args.items)]

@@ -146,7 +146,7 @@ def child(mode: str, url: str, night: str, snapshot: str, out: str) -> None:
     import psycopg2  # noqa: F401
     import sqlalchemy as sa
 
-    import pipelines.extract  # noqa: F401
+    import pipelines.extract.extraction  # noqa: F401
     from tasks import extract as extract_stage
 
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())

@@ -8,10 +8,10 @@ model's ``max_seq_len``, item texts from the project's synthetic generator) and 
 recommender built with the ``params.yaml`` finetune settings (untrained LoRA; the base model is
 the local MiniLM). In one run, medians over ``--repeats``:
 
-  * ``load``: ``pipelines.model.load_model`` of the saved model (what publish does first);
+  * ``load``: ``pipelines.model.recommender.load_model`` of the saved model (what publish does first);
   * ``text tower``: the catalogue's text through the LM and the item table (``model_scorer``);
-  * ``score + top-k``: ``pipelines.publish.top_k_recommendations`` over every user;
-  * ``write``: ``pipelines.publish.write_recommendations`` into SQLite and into PostgreSQL (a
+  * ``score + top-k``: ``pipelines.publish.writer.top_k_recommendations`` over every user;
+  * ``write``: ``pipelines.publish.writer.write_recommendations`` into SQLite and into PostgreSQL (a
     temporary database created on the server of ``--postgres-url`` and dropped afterwards).
 
 The baseline is the straightforward first implementation: one scorer call per user, a Python
@@ -63,8 +63,8 @@ def item_table(n_items: int, demo: dict[str, Any], max_chars: int, workdir: Path
     """Items with the synthetic generator's titles, categories and descriptions, as profiles texts them."""
     import pandas as pd
 
-    from pipelines.profiles import item_texts
-    from pipelines.synthetic import generate_warehouse
+    from pipelines.profiles.build import item_texts
+    from pipelines.datasets.synthetic import generate_warehouse
 
     url = f"sqlite:///{workdir / 'items.db'}"
     generate_warehouse(url, seed=demo["seed"], n_users=1, n_items=n_items, n_groups=demo["n_groups"],
@@ -113,7 +113,7 @@ def naive_write(url: str, run_date: str, version: int, rows: list[dict[str, Any]
     """The baseline write: the night's delete, then one INSERT statement per row, one transaction."""
     import sqlalchemy as sa
 
-    from pipelines import schema
+    from pipelines.core import schema
 
     table = schema.recommendations
     engine = sa.create_engine(url)
@@ -142,9 +142,9 @@ class Problem:
 
 def time_ours(problem: Problem, model_dir: Path, urls: dict[str, str], repeats: int):
     """Each phase of the publish path; returns (wall and CPU seconds per phase, the lists, the scorer)."""
-    from pipelines.evaluation import model_scorer
-    from pipelines.model import Catalogue, load_model
-    from pipelines.publish import top_k_recommendations, write_recommendations
+    from pipelines.evaluate.ranking import model_scorer
+    from pipelines.model.recommender import Catalogue, load_model
+    from pipelines.publish.writer import top_k_recommendations, write_recommendations
 
     p, figures = problem, {}
 
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import yaml
 
     from bench.quality import machine_info
-    from pipelines.model import RecommenderConfig, SequenceRecommender, save_model
+    from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, save_model
 
     load_before = os.getloadavg()[0]  # other processes on the cores slow every phase
     params = yaml.safe_load(args.params.read_text())
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(result))
     print(f"naive: timed on {result['naive']['users_timed']} users, scaled to {problem['users']}; "
           f"PostgreSQL: {result['postgres']}")
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     target = args.out / "publish.json"
     write_json(target, result)

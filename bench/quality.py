@@ -8,7 +8,7 @@ platform's stages run for real, as a night runs them (extract -> validate -> pro
 -> evaluate, each ``python -m tasks.<stage>`` in its own process). The params are a copy of
 ``--params`` with only the bench overrides of ``bench_params``. The baselines read the profiles
 stage's split, so every model sees the same leave-last-out split and is measured by the same
-``pipelines.evaluation`` code. "ours" is the night's candidate as the evaluate stage scored it.
+``pipelines.evaluate.ranking`` code. "ours" is the night's candidate as the evaluate stage scored it.
 See bench/README.md for the protocol.
 """
 
@@ -87,7 +87,7 @@ def bench_params(base: dict[str, Any], project: Path, logical_date: str, budget_
 def newest_interaction(url: str) -> dt.datetime:
     import sqlalchemy as sa
 
-    from pipelines import schema
+    from pipelines.core import schema
 
     engine = sa.create_engine(url)
     try:
@@ -102,7 +102,7 @@ def newest_interaction(url: str) -> dt.datetime:
 
 def import_dataset(dataset_dir: Path, project: Path) -> tuple[str, str]:
     """Imports MovieLens into the project's warehouse; returns (warehouse URL, logical date)."""
-    from pipelines.movielens import import_movielens
+    from pipelines.datasets.movielens import import_movielens
 
     url = f"sqlite:///{project / 'warehouse.db'}"  # what bench_params names paths.warehouse_url
     counts = import_movielens(dataset_dir, url)
@@ -158,7 +158,7 @@ def run_baselines(profiles, names: list[str], budget_s: float, k: int, args: arg
                   ) -> dict[str, dict[str, Any]]:
     """Fits each requested baseline on the profiles split and scores it on the test targets."""
     from bench import baselines
-    from pipelines.evaluation import evaluate_scorer, test_set
+    from pipelines.evaluate.ranking import evaluate_scorer, test_set
 
     item_ids = list(profiles.items["item_id"])
     split = test_set(profiles.sequences)
@@ -185,11 +185,11 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     The row takes the evaluate stage's metrics; the candidate is then reloaded and scored here with
     the stage's code, as a check and for the recommendations.
     """
-    from pipelines.evaluation import rank_eval_set, test_set
-    from pipelines.io import read_json
-    from pipelines.metrics import ranking_metrics
-    from pipelines.model import load_model, serving_scorer
-    from pipelines.publish import top_k_recommendations
+    from pipelines.evaluate.ranking import rank_eval_set, test_set
+    from pipelines.core.io import read_json
+    from pipelines.evaluate.metrics import ranking_metrics
+    from pipelines.model.recommender import load_model, serving_scorer
+    from pipelines.publish.writer import top_k_recommendations
 
     stage_metrics = read_json(Path(params["paths"]["evaluate"]) / "metrics.json")
     training = read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")
@@ -289,7 +289,7 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
     """Everything but the output files: import, stages, models; returns the result document."""
     import yaml
 
-    from pipelines.profiles import load_profiles
+    from pipelines.profiles.build import load_profiles
 
     base = yaml.safe_load(args.params.read_text())
     _, logical_date = import_dataset(args.dataset, project)

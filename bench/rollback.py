@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import yaml  # noqa: E402
 
 from bench.databases import temporary_postgres  # noqa: E402
-from pipelines.registry import Registry  # noqa: E402
+from pipelines.registry.store import Registry  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 FIRST_NIGHT = dt.date(2025, 3, 1)

@@ -4,7 +4,7 @@
                                 [--steps 20] [--device auto|cpu|cuda] [--out bench/results]
 
 Measures, on synthetic sequences of the given size (ML-1M-shaped by default), the real training
-step of ``pipelines.training`` (the NextItemObjective forward and backward plus the AdamW step):
+step of ``pipelines.model.training`` (the NextItemObjective forward and backward plus the AdamW step):
 training samples/s, sequence tokens/s (real item positions) and text tokens/s (item text through
 the adapted layers), evaluation users/s (full-catalogue scoring with history excluded), and peak
 memory (process RSS; on CUDA also peak GPU memory). On the CPU it also times the loss alone, the
@@ -55,8 +55,8 @@ def build(args: argparse.Namespace):
     import torch
     import yaml
 
-    from pipelines.model import Catalogue, RecommenderConfig, SequenceRecommender
-    from pipelines.training import Runtime, Trainer, seed_everything, setup_runtime, training_examples
+    from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender
+    from pipelines.model.training import Runtime, Trainer, seed_everything, setup_runtime, training_examples
 
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
     args.seq_len = args.seq_len or int(params["max_seq_len"])
@@ -77,7 +77,7 @@ def build(args: argparse.Namespace):
 def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pipelines.training import trim_padding
+    from pipelines.model.training import trim_padding
 
     # The shuffled epoch order and padding cut of the real loop (Trainer.fit).
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(0))
@@ -111,7 +111,7 @@ def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int
 
 
 def time_evaluation(torch, model, catalogue, histories, users: int) -> dict[str, float]:
-    from pipelines.evaluation import EvalSet, evaluate_scorer, model_scorer
+    from pipelines.evaluate.ranking import EvalSet, evaluate_scorer, model_scorer
 
     chosen = histories[:users]
     eval_set = EvalSet([f"u{i}" for i in range(len(chosen))], [h[:-1] for h in chosen], [h[-1] for h in chosen])
@@ -128,7 +128,7 @@ def time_loss(torch, positions: int, dim: int, items: int, repeats: int = 7) -> 
 
     import torch.nn.functional as F
 
-    from pipelines.training import catalogue_cross_entropy
+    from pipelines.model.training import catalogue_cross_entropy
 
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(positions, dim, generator=generator, requires_grad=True)

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from tasks.common import EXIT_NON_RETRYABLE, configure_logging, load_params
 
 if TYPE_CHECKING:
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
 EXIT_USAGE = 2  # what argparse returns for bad arguments
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from pipelines.synthetic import generate_warehouse
+    from pipelines.datasets.synthetic import generate_warehouse
 
     params = load_params(args.params)
     settings = dict(params["demo_data"])
@@ -37,7 +37,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_import_movielens(args: argparse.Namespace) -> int:
-    from pipelines.movielens import import_movielens
+    from pipelines.datasets.movielens import import_movielens
 
     url = args.url or load_params(args.params)["paths"]["warehouse_url"]
     _ensure_sqlite_dir(url)
@@ -62,7 +62,7 @@ enough; enough rows; the night's volume against the median of the earlier nights
 user producing most of the night; titles non-empty and bounded, all text readable; drift
 against the previous night (event mix, item popularity, per-user activity, new users and items);
 no interactions in the warehouse dated after the extraction (extract manifest's future_rows).
-Its definition is the JSON files in pipelines/expectations/ (GX suites, thresholds as
+Its definition is the JSON files in pipelines/validate/expectations/ (GX suites, thresholds as
 $PARAMETER references to the values below).
 
 Thresholds live in params.yaml under validate.* (min_rows, min_interval_rows,
@@ -110,8 +110,8 @@ PROMOTE_NEEDS_FORCE = (
 
 def cmd_registry(args: argparse.Namespace) -> int:
     """``retrain registry ACTION``: every failure is one line on stderr and a non-zero exit."""
-    from pipelines.io import NonRetryableError
-    from pipelines.registry import Registry, UnknownVersionError
+    from pipelines.core.io import NonRetryableError
+    from pipelines.registry.store import Registry, UnknownVersionError
 
     if args.action == "promote" and not args.force:
         print(PROMOTE_NEEDS_FORCE, file=sys.stderr)
@@ -228,8 +228,8 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from pipelines.io import NonRetryableError
-    from pipelines.snapshot import SnapshotError
+    from pipelines.core.io import NonRetryableError
+    from pipelines.registry.snapshot import SnapshotError
     from tasks.reproduce import print_comparisons, reproduce
 
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.io import NonRetryableError
+from pipelines.core.io import NonRetryableError
 
 # Exit codes the Airflow operator maps onto retry behaviour.
 EXIT_OK = 0

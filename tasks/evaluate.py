@@ -27,8 +27,8 @@ def read_curve(path: Path) -> list[dict[str, str]]:
 
 def champion_model(params: dict[str, Any]):
     """The current champion: (version, model, artifact directory), or Nones on the first night."""
-    from pipelines.model import load_model
-    from pipelines.registry import Registry
+    from pipelines.model.recommender import load_model
+    from pipelines.registry.store import Registry
 
     with Registry(params["paths"]["registry_url"], Path(params["paths"]["artifact_store"])) as registry:
         champion = registry.champion()
@@ -40,7 +40,7 @@ def champion_model(params: dict[str, Any]):
 
 def champion_history(params: dict[str, Any], k: int) -> list[dict[str, Any]]:
     """Each blessed version's test metrics on its own night, oldest first: the champion over time."""
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
     with Registry(params["paths"]["registry_url"], Path(params["paths"]["artifact_store"])) as registry:
         blessed = sorted((v for v in registry.list_versions() if v.blessed), key=lambda v: (v.run_date, v.version))
@@ -64,9 +64,9 @@ def tonight_champion(analysis: dict[str, Any], version: int | None, source: dict
 
 def rank_all_models(params: dict[str, Any], profiles, split, k_max: int) -> tuple[dict, int | None]:
     """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE."""
-    from pipelines.baselines import fit_ease
-    from pipelines.evaluation import most_popular_scorer, rank_eval_set
-    from pipelines.model import load_model, serving_scorer
+    from pipelines.evaluate.baselines import fit_ease
+    from pipelines.evaluate.ranking import most_popular_scorer, rank_eval_set
+    from pipelines.model.recommender import load_model, serving_scorer
 
     settings, paths = params["evaluate"], params["paths"]
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
@@ -93,7 +93,7 @@ def test_slices(profiles, split, item_ids: list[str]) -> dict:
     """The test users' slices: activity, the target's popularity, and groups if profiles have them."""
     import numpy as np
 
-    from pipelines.analysis import user_slices
+    from pipelines.evaluate.analysis import user_slices
 
     column = {item: i for i, item in enumerate(item_ids)}
     tested = profiles.sequences.set_index("user_id").loc[split.user_ids]
@@ -105,12 +105,12 @@ def test_slices(profiles, split, item_ids: list[str]) -> dict:
 
 
 def evaluate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.analysis import analyse
-    from pipelines.evaluation import test_set
-    from pipelines.gate import bless
-    from pipelines.io import atomic_dir, read_json, write_json, write_manifest, write_text
-    from pipelines.profiles import load_profiles
-    from pipelines.report import render_report
+    from pipelines.evaluate.analysis import analyse
+    from pipelines.evaluate.ranking import test_set
+    from pipelines.evaluate.gate import bless
+    from pipelines.core.io import atomic_dir, read_json, write_json, write_manifest, write_text
+    from pipelines.profiles.build import load_profiles
+    from pipelines.evaluate.report import render_report
 
     settings, paths = params["evaluate"], params["paths"]
     k = int(settings["k"])
@@ -156,7 +156,7 @@ def evaluate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
 
 def write_dvc_reports(reports: Path, evaluation: dict[str, Any]) -> None:
     """metrics.json for ``dvc metrics diff`` and CSVs for ``dvc plots diff``, night against night."""
-    from pipelines.io import write_csv, write_json
+    from pipelines.core.io import write_csv, write_json
 
     k = evaluation["k"]
     headline = [f"ndcg@{k}", f"hr@{k}", f"mrr@{k}", f"coverage@{k}"]

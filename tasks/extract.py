@@ -16,9 +16,9 @@ log = logging.getLogger("retrain.extract")
 
 
 def extract_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.extract import KNOWN_HASHES, extract_window
-    from pipelines.io import atomic_dir, write_manifest
-    from pipelines.warehouse import redact, resolve_url
+    from pipelines.extract.extraction import KNOWN_HASHES, extract_window
+    from pipelines.core.io import atomic_dir, write_manifest
+    from pipelines.core.warehouse import redact, resolve_url
 
     logical_date = parse_date(args.logical_date)
     settings = params["extract"]

@@ -27,7 +27,7 @@ def warm_start_source(params: dict[str, Any], logical_date: str) -> tuple[int | 
     Not simply today's champion: once tonight's model is promoted it is the champion, and a rerun
     of tonight must start from where tonight started to reproduce the same model.
     """
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
     with Registry(params["paths"]["registry_url"], Path(params["paths"]["artifact_store"])) as registry:
         earlier = [v for v in registry.list_versions() if v.blessed and v.run_date < logical_date]
@@ -46,7 +46,7 @@ def run_fingerprint(profiles_manifest: dict[str, Any], settings: dict[str, Any],
 
 def build_model(settings: dict[str, Any], item_ids: list[str], champion_dir: Path | None):
     """The champion-initialised model when ``champion_dir`` is given and fits, else a fresh one."""
-    from pipelines.model import RecommenderConfig, SequenceRecommender, warm_start_model
+    from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, warm_start_model
 
     config = RecommenderConfig.from_params(settings, item_ids)
     if champion_dir is not None:
@@ -59,11 +59,11 @@ def build_model(settings: dict[str, Any], item_ids: list[str], champion_dir: Pat
 def finetune_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     import torch
 
-    from pipelines.evaluation import validation_set
-    from pipelines.io import atomic_dir, read_json, write_csv, write_json, write_manifest
-    from pipelines.model import Catalogue, export_merged, resolve_base_model, save_model
-    from pipelines.profiles import load_profiles
-    from pipelines.training import seed_everything, setup_runtime, train
+    from pipelines.evaluate.ranking import validation_set
+    from pipelines.core.io import atomic_dir, read_json, write_csv, write_json, write_manifest
+    from pipelines.model.recommender import Catalogue, export_merged, resolve_base_model, save_model
+    from pipelines.profiles.build import load_profiles
+    from pipelines.model.training import seed_everything, setup_runtime, train
 
     settings, paths = params["finetune"], params["paths"]
     runtime = setup_runtime(str(settings.get("device", "auto")))

@@ -12,10 +12,10 @@ from tasks.common import parse_date, run_stage, stage_parser
 def profiles_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     import pandas as pd
 
-    from pipelines.io import NonRetryableError, atomic_dir, read_json, write_manifest
-    from pipelines.profiles import build_profiles
-    from pipelines.schema import extract_table_path
-    from pipelines.validation import require_validated
+    from pipelines.core.io import NonRetryableError, atomic_dir, read_json, write_manifest
+    from pipelines.profiles.build import build_profiles
+    from pipelines.core.schema import extract_table_path
+    from pipelines.validate.validation import require_validated
 
     extract_dir, validate_dir = Path(params["paths"]["extract"]), Path(params["paths"]["validate"])
     require_validated(validate_dir, extract_dir)

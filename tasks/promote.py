@@ -1,7 +1,7 @@
 """Stage promote: register the candidate; it becomes champion only with a blessing.
 
 Steps, each safe to interrupt: read the inputs; record the night in DVC (``dvc commit`` and
-``dvc push`` of every stage's outputs; ``pipelines/snapshot.py``); register (the registry stores the artifact,
+``dvc push`` of every stage's outputs; ``pipelines/registry/snapshot.py``); register (the registry stores the artifact,
 then inserts the version, its audit entry and the champion move in one transaction); write
 ``decision.json`` through an atomic directory. A rerun of the night finds its version by
 (artifact hash, date) and writes nothing twice, so a run killed at any point is finished by
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.common import parse_date, run_stage, stage_parser
 
 if TYPE_CHECKING:
-    from pipelines.snapshot import Snapshot
+    from pipelines.registry.snapshot import Snapshot
 
 log = logging.getLogger("retrain.promote")
 
@@ -51,7 +51,7 @@ def git_commit() -> str:
 
 def lineage(paths: dict[str, str], snapshot: Snapshot | None) -> dict[str, Any]:
     """Stage manifests' hashes and the night's ``dvc.lock``, which ``retrain reproduce`` restores."""
-    from pipelines.io import sha256_file
+    from pipelines.core.io import sha256_file
 
     manifests = {stage: Path(paths[stage]) / "manifest.json" for stage in ("extract", "profiles", "candidate", "evaluate")}
     return {
@@ -63,7 +63,7 @@ def lineage(paths: dict[str, str], snapshot: Snapshot | None) -> dict[str, Any]:
 
 def snapshot_in_dvc() -> Snapshot | None:
     """The night's outputs committed (and pushed) to DVC; None outside a DVC project."""
-    from pipelines.snapshot import is_dvc_project, snapshot_night
+    from pipelines.registry.snapshot import is_dvc_project, snapshot_night
 
     project = Path.cwd()
     if not is_dvc_project(project):
@@ -75,7 +75,7 @@ def snapshot_in_dvc() -> Snapshot | None:
 
 def read_inputs(paths: dict[str, str], logical_date: str) -> PromoteInputs:
     """The blessing (for this night only), the candidate's manifest and the evaluation metrics."""
-    from pipelines.io import NonRetryableError, read_json
+    from pipelines.core.io import NonRetryableError, read_json
 
     blessing = read_json(Path(paths["evaluate"]) / "blessing.json")
     if blessing["logical_date"] != logical_date:
@@ -87,7 +87,7 @@ def read_inputs(paths: dict[str, str], logical_date: str) -> PromoteInputs:
 
 def register_candidate(inputs: PromoteInputs, params: dict[str, Any], snapshot: Snapshot | None) -> dict[str, Any]:
     """Registers the candidate (idempotent per artifact and night) and returns the decision."""
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
     paths = params["paths"]
     interval = inputs.candidate_manifest["data_interval"]
@@ -110,7 +110,7 @@ def register_candidate(inputs: PromoteInputs, params: dict[str, Any], snapshot: 
 
 def write_decision(promote_dir: Path, decision: dict[str, Any]) -> None:
     """``decision.json`` and the manifest, renamed into place together."""
-    from pipelines.io import atomic_dir, write_json, write_manifest
+    from pipelines.core.io import atomic_dir, write_json, write_manifest
 
     with atomic_dir(promote_dir) as staging:
         write_json(staging / "decision.json", decision)

@@ -20,7 +20,7 @@ log = logging.getLogger("retrain.publish")
 
 def read_decision(promote_dir: Path, logical_date: str) -> dict[str, Any]:
     """The night's promotion decision; publishing without it would serve an unknown model."""
-    from pipelines.io import NonRetryableError, read_json
+    from pipelines.core.io import NonRetryableError, read_json
 
     path = Path(promote_dir) / "decision.json"
     if not path.is_file():
@@ -64,10 +64,10 @@ def serving_summary(decision: dict[str, Any], champion) -> dict[str, Any]:
 
 
 def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
-    from pipelines.warehouse import redact, resolve_url
-    from pipelines.io import atomic_dir, write_json, write_manifest
-    from pipelines.model import load_model
-    from pipelines.registry import Registry
+    from pipelines.core.warehouse import redact, resolve_url
+    from pipelines.core.io import atomic_dir, write_json, write_manifest
+    from pipelines.model.recommender import load_model
+    from pipelines.registry.store import Registry
 
     paths, k = params["paths"], int(params["publish"]["k"])
     logical_date = parse_date(args.logical_date).isoformat()
@@ -95,9 +95,9 @@ def publish_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
 def score_and_write(model, version: int, paths: dict[str, Any], warehouse, logical_date: str,
                     k: int) -> tuple[int, int]:
     """Scores every profiled user (whole history excluded) and replaces the night's rows."""
-    from pipelines.model import serving_scorer
-    from pipelines.profiles import load_profiles
-    from pipelines.publish import top_k_recommendations, write_recommendations
+    from pipelines.model.recommender import serving_scorer
+    from pipelines.profiles.build import load_profiles
+    from pipelines.publish.writer import top_k_recommendations, write_recommendations
 
     profiles = load_profiles(paths["profiles"])
     seqs = profiles.sequences

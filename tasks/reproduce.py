@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.io import NonRetryableError
+from pipelines.core.io import NonRetryableError
 
 log = logging.getLogger("retrain.reproduce")
 
@@ -50,7 +50,7 @@ class Comparison:
 def reproduce(version: int, params: dict[str, Any], project: Path, *, from_stage: str = "finetune",
               keep: bool = False) -> list[Comparison]:
     """Restores, reruns and compares; returns every comparison (all must match)."""
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
     if from_stage not in RERUNNABLE:
         raise NonRetryableError(f"--from must be one of {', '.join(RERUNNABLE)}, not {from_stage!r}")
@@ -73,8 +73,8 @@ def reproduce(version: int, params: dict[str, Any], project: Path, *, from_stage
 
 
 def restore_and_rerun(target, lock: str, project: Path, worktree: Path, from_stage: str) -> list[Comparison]:
-    from pipelines.io import sha256_dir
-    from pipelines.snapshot import SnapshotError, restore_night
+    from pipelines.core.io import sha256_dir
+    from pipelines.registry.snapshot import SnapshotError, restore_night
 
     share_dvc_storage(project, worktree)
     started = time.monotonic()
@@ -104,7 +104,7 @@ def output_digest(stage: str, path: Path) -> str:
     the future-rows statistic carries the extraction's wall-clock time).
     Profiles and the model directory hold nothing that varies, so they are compared whole.
     """
-    from pipelines.io import file_hashes, sha256_dir
+    from pipelines.core.io import file_hashes, sha256_dir
 
     if stage == "extract":
         return _digest(file_hashes(path))
@@ -154,7 +154,7 @@ def git(project: Path, *args: str) -> str:
 
 def share_dvc_storage(project: Path, worktree: Path) -> None:
     """The worktree reads the project's DVC cache and remote (a relative remote path would move)."""
-    from pipelines.snapshot import default_remote, run_dvc
+    from pipelines.registry.snapshot import default_remote, run_dvc
 
     run_dvc(worktree, "config", "--local", "cache.dir", str(project / ".dvc" / "cache"))
     remote = default_remote(project)

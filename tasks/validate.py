@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.common import parse_date, run_stage, stage_parser
 
 if TYPE_CHECKING:
-    from pipelines.validation import Failure, ValidationReport
+    from pipelines.validate.validation import Failure, ValidationReport
 
 log = logging.getLogger("retrain.validate")
 
@@ -57,7 +57,7 @@ def parse_acceptances(entries: Any, *, source: str = "validate.accept",
         NonRetryableError: not a list, an entry that is not a mapping, an unknown key, or a
             missing/empty ``expectation``, ``logical_date`` (YYYY-MM-DD) or ``reason``.
     """
-    from pipelines.io import NonRetryableError
+    from pipelines.core.io import NonRetryableError
 
     if entries is None:
         return []
@@ -92,7 +92,7 @@ def parse_acceptances(entries: Any, *, source: str = "validate.accept",
 
 def cli_acceptances(args: argparse.Namespace, logical_date: str) -> list[dict[str, Any]]:
     """``--accept EXPECTATION[:COLUMN]`` flags as ``validate.accept`` entries for this night."""
-    from pipelines.io import NonRetryableError
+    from pipelines.core.io import NonRetryableError
 
     specs = getattr(args, "accept", None) or []
     if specs and not (getattr(args, "reason", None) or "").strip():
@@ -132,8 +132,8 @@ def apply_acceptances(report: ValidationReport, acceptances: Sequence[Acceptance
 def _record_acceptances(staging: Path, accepted: Sequence[tuple[Failure, Acceptance]],
                         unmatched: Sequence[Acceptance], success: bool) -> None:
     """Adds the acceptances to result.json; its ``failures`` keep only the unaccepted ones."""
-    from pipelines.io import read_json, write_json
-    from pipelines.validation import RESULT_FILE
+    from pipelines.core.io import read_json, write_json
+    from pipelines.validate.validation import RESULT_FILE
 
     path = staging / RESULT_FILE
     result = read_json(path)
@@ -152,7 +152,7 @@ def _record_acceptances(staging: Path, accepted: Sequence[tuple[Failure, Accepta
 
 def _audit_acceptances(params: Mapping[str, Any], accepted: Sequence[tuple[Failure, Acceptance]]) -> None:
     """One ``accept_anomaly`` audit entry per accepted failure, before the verdict is published."""
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
 
     paths = params["paths"]
     with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
@@ -178,7 +178,7 @@ def quarantine(root: Path, logical_date: str, extract_dir: Path, validate_dir: P
     Built in a temporary directory and renamed into place, so the entry is complete or absent;
     a rerun of the same night replaces it. The originals stay where they are.
     """
-    from pipelines.io import atomic_dir, write_manifest
+    from pipelines.core.io import atomic_dir, write_manifest
 
     target = Path(root) / logical_date
     with atomic_dir(target) as staging:
@@ -199,8 +199,8 @@ def validate_stage(args: argparse.Namespace, params: dict[str, Any]) -> None:
     for the reason), quarantines the night and only then raises, so the exit code says "bad
     data, do not retry". Failures accepted for this night (``validate.accept``) do not count.
     """
-    from pipelines.io import NonRetryableError, atomic_dir, write_manifest
-    from pipelines.validation import history_row, read_manifest, update_history, validate_extract
+    from pipelines.core.io import NonRetryableError, atomic_dir, write_manifest
+    from pipelines.validate.validation import history_row, read_manifest, update_history, validate_extract
 
     # GX logs its own bookkeeping at INFO; the stage's log should carry the verdict, not that.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -258,8 +258,8 @@ def _quarantine_line(args: argparse.Namespace, params: Mapping[str, Any], extrac
 def _release_snapshot_days(params: Mapping[str, Any], extract_dir: Path) -> str:
     """Drops the days the failed night read from the extract snapshot, so the next night reads them
     again from the warehouse (fixed by then, or failing again) instead of keeping bad rows."""
-    from pipelines.partitions import PartitionStore, days_between
-    from pipelines.validation import read_manifest
+    from pipelines.extract.partitions import PartitionStore, days_between
+    from pipelines.validate.validation import read_manifest
 
     reads = read_manifest(extract_dir).get("reads") or []
     days = [day for read in reads

@@ -33,7 +33,7 @@ def test_tasks_never_import_dags():
 
 
 def test_importing_pipelines_loads_no_airflow():
-    code = ("import sys, pipelines.evaluation, pipelines.registry, pipelines.extract, pipelines.validation; "
+    code = ("import sys, pipelines.evaluate.ranking, pipelines.registry.store, pipelines.extract.extraction, pipelines.validate.validation; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.synthetic import generate_warehouse
+from pipelines.datasets.synthetic import generate_warehouse
 from tests.conftest import PROJECT_ROOT
 
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines import schema
-from pipelines.registry import Registry
+from pipelines.core import schema
+from pipelines.registry.store import Registry
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.helpers import NIGHTS, tiny_project
 

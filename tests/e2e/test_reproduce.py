@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.registry import Registry
-from pipelines.synthetic import generate_warehouse
+from pipelines.registry.store import Registry
+from pipelines.datasets.synthetic import generate_warehouse
 from tasks.cli import main as retrain
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.helpers import NIGHTS, STAGES

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.registry import Registry
+from pipelines.registry.store import Registry
 from tests.e2e.helpers import NIGHTS, STAGES, tiny_project
 
 

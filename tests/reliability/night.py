@@ -25,7 +25,7 @@ def build_model(directory: Path, seed: int) -> Path:
     """A real recommender (untrained, distinct weights per seed) saved as finetune saves it."""
     import torch
 
-    from pipelines.model import RecommenderConfig, SequenceRecommender, save_model
+    from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, save_model
 
     finetune = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
     torch.manual_seed(seed)

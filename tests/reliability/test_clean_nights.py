@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.extract import KNOWN_HASHES, extract_window
-from pipelines.io import write_json
-from pipelines.synthetic import generate_warehouse
-from pipelines.validation import DRIFT_CHECKS, history_row, update_history, validate_extract
+from pipelines.extract.extraction import KNOWN_HASHES, extract_window
+from pipelines.core.io import write_json
+from pipelines.datasets.synthetic import generate_warehouse
+from pipelines.validate.validation import DRIFT_CHECKS, history_row, update_history, validate_extract
 from tests.conftest import PROJECT_ROOT
 
 # 40 days from 2026-01-01, about 200 events a night (the demo warehouse's size per night).

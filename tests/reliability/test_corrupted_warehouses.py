@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.io import read_json, sha256_dir, sha256_file
-from pipelines.registry import Registry
+from pipelines.core.io import read_json, sha256_dir, sha256_file
+from pipelines.registry.store import Registry
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
 from tests.e2e.helpers import tiny_project
 from tests.reliability.night import run_task

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pipelines.io import read_json, sha256_dir
-from pipelines.registry import ACTION_PROMOTE, ACTION_REFUSE, Registry, aliases
+from pipelines.core.io import read_json, sha256_dir
+from pipelines.registry.store import ACTION_PROMOTE, ACTION_REFUSE, Registry, aliases
 from tests.conftest import PROJECT_ROOT
 from tests.reliability.night import NIGHTS, USER_IDS, make_project, published, run_task, stage_night
 
@@ -34,7 +34,7 @@ def die(*_args, **_kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "artifact-stored":
-    from pipelines.registry import Registry
+    from pipelines.registry.store import Registry
     store = Registry.store_artifact
     def store_then_die(self, *args, **kwargs):
         store(self, *args, **kwargs)
@@ -55,14 +55,14 @@ elif point == "after-commit":
     import tasks.promote
     tasks.promote.write_decision = die
 elif point == "before-rename":
-    import pipelines.io
-    real_atomic_dir = pipelines.io.atomic_dir
+    import pipelines.core.io
+    real_atomic_dir = pipelines.core.io.atomic_dir
     @contextlib.contextmanager
     def atomic_dir_then_die(target):
         with real_atomic_dir(target) as staging:
             yield staging
             die()
-    pipelines.io.atomic_dir = atomic_dir_then_die
+    pipelines.core.io.atomic_dir = atomic_dir_then_die
 else:
     raise SystemExit(f"unknown kill point {point!r}")
 

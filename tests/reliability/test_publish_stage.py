@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import publish
+from pipelines.publish import writer as publish
 from tests.reliability.night import NIGHTS, USER_IDS, make_project, published, run_task, stage_night
 
 EXIT_RETRYABLE, EXIT_NON_RETRYABLE = 1, 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.io import sha256_file
+from pipelines.core.io import sha256_file
 from tests.e2e.helpers import NIGHTS, tiny_project
 from tests.conftest import PROJECT_ROOT
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.registry import ACTION_FORCE_PROMOTE, ACTION_ROLLBACK, Registry
+from pipelines.registry.store import ACTION_FORCE_PROMOTE, ACTION_ROLLBACK, Registry
 from tasks import cli
 from tasks.common import EXIT_NON_RETRYABLE
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.io import read_json, sha256_dir, sha256_file
-from pipelines.registry import Registry
-from pipelines.validation import require_validated
+from pipelines.core.io import read_json, sha256_dir, sha256_file
+from pipelines.registry.store import Registry
+from pipelines.validate.validation import require_validated
 from tasks.cli import main as cli_main
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
 from tasks.validate import ACTION_ACCEPT_ANOMALY, main
@@ -296,7 +296,7 @@ def test_the_notifier_writes_relative_sinks_under_the_project_dir(
 
 
 def test_registry_record_refuses_champion_actions_and_empty_reasons(project: Path) -> None:
-    from pipelines.registry import RegistryError
+    from pipelines.registry.store import RegistryError
 
     with Registry(f"sqlite:///{project / 'registry.db'}", project / "artifacts") as registry:
         with pytest.raises(RegistryError, match="written by the registry itself"):

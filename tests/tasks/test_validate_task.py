@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import schema
-from pipelines.io import read_json, sha256_file
-from pipelines.validation import require_validated
+from pipelines.core import schema
+from pipelines.core.io import read_json, sha256_file
+from pipelines.validate.validation import require_validated
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
 from tasks.validate import main
 

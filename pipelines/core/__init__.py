@@ -1,0 +1,1 @@
+"""What every stage shares: atomic file output and hashing, the canonical warehouse schema, warehouse connections."""

@@ -1,0 +1,1 @@
+"""Data sets for the demo and the benchmarks: the synthetic warehouse and MovieLens import. Never used by a night."""

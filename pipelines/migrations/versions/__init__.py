@@ -1,1 +1,0 @@
-"""Alembic revisions of the registry schema, applied in order by ``pipelines.migrations.upgrade``."""

@@ -1,0 +1,1 @@
+"""Finetune stage: the LoRA-adapted sequential recommender, its training loop and checkpoints."""

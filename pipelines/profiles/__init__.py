@@ -1,0 +1,1 @@
+"""Profiles stage: leave-last-out split, user sequences, user and item texts."""

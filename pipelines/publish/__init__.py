@@ -1,0 +1,1 @@
+"""Publish stage: top-K recommendations written back to the warehouse."""

@@ -1,0 +1,1 @@
+"""Validate stage: Great Expectations suites, drift against the previous night, acceptance and quarantine."""
