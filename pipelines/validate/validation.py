@@ -774,7 +774,7 @@ def history_page(rows: list[dict[str, str]], params: Mapping[str, Any]) -> str:
 
     ``params`` is the ``validate`` section; a threshold it lacks (no ``drift`` part) is not drawn.
     """
-    from pipelines.evaluate.report import HistoryChart, render_validation_history
+    from pipelines.validate.history import HistoryChart, render_validation_history
 
     values = flatten_params(params)
     charts = []
