@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test where dvc-repro clean
+.PHONY: venv demo test test-fast where dvc-repro clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ where:
 
 test: venv
 	python -m pytest
+
+# The inner loop: everything but the slow end-to-end runs (pytest -m slow), a few minutes.
+test-fast: venv
+	python -m pytest -m "not slow"
 
 dvc-repro: venv
 	dvc repro

@@ -1,6 +1,6 @@
 """Baselines of the quality benchmark: MostPop, EASE and SASRec trained with full cross-entropy.
 
-Every baseline ends up as a ``pipelines.evaluate.ranking.Scorer`` (histories -> one score per catalogue
+Every baseline ends up as a ``pipelines.ranking.scoring.Scorer`` (histories -> one score per catalogue
 item), so it is ranked and measured by exactly the code that measures the platform's own model
 (``evaluate_scorer``: full catalogue, history excluded, pessimistic ties).
 
@@ -25,7 +25,7 @@ from torch import nn
 
 from pipelines.evaluate.baselines import column_index, train_histories
 from pipelines.evaluate.baselines import fit_ease as nightly_ease
-from pipelines.evaluate.ranking import Scorer, evaluate_scorer, most_popular_scorer, validation_set
+from pipelines.ranking.scoring import Scorer, evaluate_scorer, most_popular_scorer, validation_set
 
 log = logging.getLogger("bench.baselines")
 

@@ -3,7 +3,7 @@
     python bench/eval_speed.py [--users 6040] [--items 3416] [--repeats 3] [--out bench/results]
 
 Times, on synthetic histories (ML-1M-like lengths) and in one run:
-  * ``ranking``: ``pipelines.evaluate.ranking.rank_eval_set`` on precomputed scores, the vectorised,
+  * ``ranking``: ``pipelines.ranking.scoring.rank_eval_set`` on precomputed scores, the vectorised,
     chunked ranking (history excluded, pessimistic ties) plus every metric at K = 1, 5, 10, 20;
   * ``naive``: the same ranks from a per-user Python loop (ranks only, no top-k), the baseline;
   * ``model``: the whole evaluation of one model as a night runs it: the platform's recommender
@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
-    import yaml
 
     from bench.train_speed import synthetic_sequences
+    from pipelines.config import load_params
     from pipelines.evaluate.analysis import analyse, user_slices
-    from pipelines.evaluate.ranking import EvalSet, model_scorer, rank_eval_set
-    from pipelines.evaluate.metrics import compute_metrics
+    from pipelines.ranking.scoring import EvalSet, model_scorer, rank_eval_set
+    from pipelines.ranking.metrics import compute_metrics
     from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender
 
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AssertionError("the vectorised and the naive ranks differ")
     figures["naive_over_ranking"] = figures["naive_s"] / figures["ranking_s"]
 
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    params = load_params(PROJECT_ROOT / "params.yaml", environ={}).finetune
     model = SequenceRecommender(RecommenderConfig.from_params(params, item_ids)).eval()
     texts = [f"Movie {j} (19{j % 100:02d}) Drama|Comedy" for j in range(args.items)]
     catalogue = Catalogue(model, item_ids, texts)

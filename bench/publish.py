@@ -142,7 +142,7 @@ class Problem:
 
 def time_ours(problem: Problem, model_dir: Path, urls: dict[str, str], repeats: int):
     """Each phase of the publish path; returns (wall and CPU seconds per phase, the lists, the scorer)."""
-    from pipelines.evaluate.ranking import model_scorer
+    from pipelines.ranking.scoring import model_scorer
     from pipelines.model.recommender import Catalogue, load_model
     from pipelines.publish.writer import top_k_recommendations, write_recommendations
 
@@ -180,19 +180,18 @@ def time_naive(problem: Problem, scorer, recs, urls: dict[str, str], n: int, rep
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import numpy as np
     import torch
-    import yaml
 
     from bench.quality import machine_info
+    from pipelines.config import load_params
     from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, save_model
 
     load_before = os.getloadavg()[0]  # other processes on the cores slow every phase
-    params = yaml.safe_load(args.params.read_text())
-    finetune = params["finetune"]
+    params = load_params(args.params, environ={})
+    finetune = params.finetune
     torch.manual_seed(0)
-    item_ids, texts = item_table(args.items, params["demo_data"], int(params["profiles"]["max_text_chars"]), workdir)
+    item_ids, texts = item_table(args.items, params.demo_data.model_dump(), params.profiles.max_text_chars, workdir)
     problem = Problem(item_ids, texts, [f"u{i}" for i in range(args.users)],
-                      histories_for(args.users, item_ids, int(finetune["max_seq_len"])),
-                      args.k or int(params["publish"]["k"]))
+                      histories_for(args.users, item_ids, finetune.max_seq_len), args.k or params.publish.k)
     save_model(SequenceRecommender(RecommenderConfig.from_params(finetune, item_ids)), workdir / "model")
     urls = {"sqlite": f"sqlite:///{workdir / 'warehouse.db'}"}
     pg_url, drop_pg, pg_skipped = (None, lambda: None, "--postgres-url none") if args.postgres_url == "none" \

@@ -8,7 +8,7 @@ platform's stages run for real, as a night runs them (extract -> validate -> pro
 -> evaluate, each ``python -m tasks.<stage>`` in its own process). The params are a copy of
 ``--params`` with only the bench overrides of ``bench_params``. The baselines read the profiles
 stage's split, so every model sees the same leave-last-out split and is measured by the same
-``pipelines.evaluate.ranking`` code. "ours" is the night's candidate as the evaluate stage scored it.
+``pipelines.ranking.scoring`` code. "ours" is the night's candidate as the evaluate stage scored it.
 See bench/README.md for the protocol.
 """
 
@@ -158,7 +158,7 @@ def run_baselines(profiles, names: list[str], budget_s: float, k: int, args: arg
                   ) -> dict[str, dict[str, Any]]:
     """Fits each requested baseline on the profiles split and scores it on the test targets."""
     from bench import baselines
-    from pipelines.evaluate.ranking import evaluate_scorer, test_set
+    from pipelines.ranking.scoring import evaluate_scorer, test_set
 
     item_ids = list(profiles.items["item_id"])
     split = test_set(profiles.sequences)
@@ -185,9 +185,9 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     The row takes the evaluate stage's metrics; the candidate is then reloaded and scored here with
     the stage's code, as a check and for the recommendations.
     """
-    from pipelines.evaluate.ranking import rank_eval_set, test_set
+    from pipelines.ranking.scoring import rank_eval_set, test_set
     from pipelines.core.io import read_json
-    from pipelines.evaluate.metrics import ranking_metrics
+    from pipelines.ranking.metrics import ranking_metrics
     from pipelines.model.recommender import load_model, serving_scorer
     from pipelines.publish.writer import top_k_recommendations
 

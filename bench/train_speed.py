@@ -53,15 +53,15 @@ def synthetic_sequences(users: int, items: int, seq_len: int, seed: int = 0) -> 
 
 def build(args: argparse.Namespace):
     import torch
-    import yaml
 
+    from pipelines.config import load_params
     from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender
     from pipelines.model.training import Runtime, Trainer, seed_everything, setup_runtime, training_examples
 
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
-    args.seq_len = args.seq_len or int(params["max_seq_len"])
-    args.batch_size = args.batch_size or int(params["batch_size"])
-    params.update(max_seq_len=args.seq_len, batch_size=args.batch_size, device=args.device)
+    params = load_params(PROJECT_ROOT / "params.yaml", environ={}).finetune
+    args.seq_len = args.seq_len or params.max_seq_len
+    args.batch_size = args.batch_size or params.batch_size
+    params = params.updated(max_seq_len=args.seq_len, batch_size=args.batch_size, device=args.device)
     runtime: Runtime = setup_runtime(args.device)
     seed_everything(0)
     item_ids = [f"i{j}" for j in range(args.items)]
@@ -104,14 +104,14 @@ def time_training(torch, examples, trainer, runtime, steps: int, batch_size: int
         trainer._step(b, 1, 0)
     sync()
     seconds = time.perf_counter() - started
-    text_tokens = steps * int(trainer.params["text_items_per_step"]) * int(trainer.params["max_text_tokens"])
+    text_tokens = steps * trainer.params.text_items_per_step * trainer.params.max_text_tokens
     return {"step_s": seconds / steps, "samples_per_s": steps * batch_size / seconds,
             "tokens_per_s": positions / seconds, "text_tokens_per_s": text_tokens / seconds,
             "flops_per_step": flops_per_step, "achieved_flops": flops_per_step * steps / seconds}
 
 
 def time_evaluation(torch, model, catalogue, histories, users: int) -> dict[str, float]:
-    from pipelines.evaluate.ranking import EvalSet, evaluate_scorer, model_scorer
+    from pipelines.ranking.scoring import EvalSet, evaluate_scorer, model_scorer
 
     chosen = histories[:users]
     eval_set = EvalSet([f"u{i}" for i in range(len(chosen))], [h[:-1] for h in chosen], [h[-1] for h in chosen])

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.common import EXIT_NON_RETRYABLE, configure_logging, load_params
+from pipelines.config import load_params
+from tasks.common import EXIT_NON_RETRYABLE, configure_logging
 
 if TYPE_CHECKING:
     from pipelines.registry.store import Registry
@@ -25,11 +26,11 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from pipelines.datasets.synthetic import generate_warehouse
 
     params = load_params(args.params)
-    settings = dict(params["demo_data"])
+    settings = params.demo_data.model_dump()
     for key in ("seed", "n_users", "n_items", "days"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    url = args.url or params["paths"]["warehouse_url"]
+    url = args.url or params.paths.warehouse_url
     _ensure_sqlite_dir(url)
     counts = generate_warehouse(url, **settings)
     print(f"demo warehouse written to {url}: {json.dumps(counts)}")
@@ -39,7 +40,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 def cmd_import_movielens(args: argparse.Namespace) -> int:
     from pipelines.datasets.movielens import import_movielens
 
-    url = args.url or load_params(args.params)["paths"]["warehouse_url"]
+    url = args.url or load_params(args.params).paths.warehouse_url
     _ensure_sqlite_dir(url)
     counts = import_movielens(Path(args.path), url)
     print(f"MovieLens from {args.path} imported into {url}: {json.dumps(counts)}")
@@ -74,7 +75,7 @@ drawn with their thresholds, failed nights marked, in reports/validate/history.h
 On failure: exit code 3 (not retried), a one-screen summary naming each failed expectation,
 column, observed value and threshold; data/validate/result.json and its Data Docs are
 written, and the night's extract and report are copied into paths.quarantine/<date>/
-(default state/quarantine; a rerun of the night replaces it). Registry, champion and
+(a rerun of the night replaces it). Registry, champion and
 warehouse are untouched.
 
 Override: --accept EXPECTATION[:COLUMN] --reason TEXT accepts that failed expectation for
@@ -120,8 +121,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
         print(f"retrain registry {args.action}: --reason is required and must not be empty", file=sys.stderr)
         return EXIT_USAGE
     try:
-        paths = load_params(args.params)["paths"]
-        with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
+        paths = load_params(args.params).paths
+        with Registry(paths.registry_url, Path(paths.artifact_store)) as registry:
             return REGISTRY_ACTIONS[args.action](registry, args)
     except (NonRetryableError, UnknownVersionError) as exc:
         print(f"retrain registry {args.action}: {exc}", file=sys.stderr)
@@ -230,10 +231,10 @@ def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from pipelines.core.io import NonRetryableError
     from pipelines.registry.snapshot import SnapshotError
-    from tasks.reproduce import print_comparisons, reproduce
+    from pipelines.registry.reproduce import print_comparisons, reproduce
 
     try:
-        comparisons = reproduce(args.version, load_params(args.params), Path.cwd(), from_stage=args.from_stage,
+        comparisons = reproduce(args.version, load_params(args.params).paths, Path.cwd(), from_stage=args.from_stage,
                                 keep=args.keep)
     except (NonRetryableError, SnapshotError) as exc:
         print(f"retrain reproduce: {exc}", file=sys.stderr)
@@ -291,9 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
+    from pipelines.core.io import NonRetryableError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (NonRetryableError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"retrain {args.command}: {exc}", file=sys.stderr)
         return EXIT_NON_RETRYABLE
 

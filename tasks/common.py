@@ -9,11 +9,8 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
-import yaml
-
+from pipelines.config import Params, load_params
 from pipelines.core.io import NonRetryableError
 
 # Exit codes the Airflow operator maps onto retry behaviour.
@@ -21,26 +18,7 @@ EXIT_OK = 0
 EXIT_RETRYABLE = 1
 EXIT_NON_RETRYABLE = 3
 
-ENV_OVERRIDES = {
-    "warehouse_url": "RETRAIN_WAREHOUSE_URL",
-    "registry_url": "RETRAIN_REGISTRY_URL",
-}
-
 log = logging.getLogger("retrain")
-
-
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Reads params.yaml; connection URLs may come from the environment instead."""
-    path = Path(path)
-    if not path.is_file():
-        raise NonRetryableError(f"params file not found: {path}")
-    with open(path) as handle:
-        params = yaml.safe_load(handle) or {}
-    paths = params.setdefault("paths", {})
-    for key, env_name in ENV_OVERRIDES.items():
-        if os.environ.get(env_name):
-            paths[key] = os.environ[env_name]
-    return params
 
 
 def parse_date(text: str) -> dt.date:
@@ -69,13 +47,13 @@ def configure_logging() -> None:
     )
 
 
-def run_stage(stage: Callable[[argparse.Namespace, dict[str, Any]], None], parser: argparse.ArgumentParser,
+def run_stage(stage: Callable[[argparse.Namespace, Params], None], parser: argparse.ArgumentParser,
               argv: Sequence[str] | None = None) -> int:
     """Runs one stage and turns its outcome into an exit code the orchestrator understands."""
     configure_logging()
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
+        params = load_params(args.params)  # every key checked before any work: a bad one exits 3
         stage(args, params)
     except NonRetryableError as exc:
         log.error("stage failed (not retryable): %s", exc)

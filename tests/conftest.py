@@ -20,6 +20,41 @@ MOVIELENS_100K = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k"
 POSTGRES_ADMIN_URL = os.environ.get("RETRAIN_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
+# What extract_window's unit tests fix unless they say otherwise: a one-day night, the whole history,
+# no lookback, the identity mapping, one stream and one connection attempt.
+PLAIN_EXTRACT = {"interval_days": 1, "window_days": 0, "lookback_days": 0, "read_workers": 1, "mapping": None,
+                 "connect_attempts": 1, "backoff_s": 1.0, "max_backoff_s": 30.0}
+
+
+def project_params(root: Path, **sections: dict) -> dict:
+    """The shipped params.yaml with every path under ``root`` (each ``*_url`` a SQLite file there)
+    and each given section's keys laid over its own."""
+    import yaml
+
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["paths"] = {key: f"sqlite:///{root}/{key.removesuffix('_url')}.db" if key.endswith("_url")
+                       else str(root / value) for key, value in params["paths"].items()}
+    for section, values in sections.items():
+        params[section] = {**params[section], **values}
+    return params
+
+
+def write_params(root: Path, **sections: dict) -> Path:
+    """``project_params`` written to ``root/params.yaml``; returns the file."""
+    import yaml
+
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(project_params(root, **sections)))
+    return path
+
+
+def shipped_params():
+    """params.yaml as shipped, typed (connection URLs from the environment ignored)."""
+    from pipelines.config import load_params
+
+    return load_params(PROJECT_ROOT / "params.yaml", environ={})
+
+
 def skip_or_fail(reason: str) -> None:
     if os.environ.get("RETRAIN_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (RETRAIN_REQUIRE_SERVICES=1 forbids skipping)")

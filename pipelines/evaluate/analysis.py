@@ -1,6 +1,6 @@
 """What the nightly report says beyond one number: per-user outcomes, uncertainty and slices.
 
-Every model is ranked once per test user (``pipelines.evaluate.ranking.rank_eval_set``); from those
+Every model is ranked once per test user (``pipelines.ranking.scoring.rank_eval_set``); from those
 ranks come the metrics at every K, user-level bootstrap 95% intervals, the paired comparison of
 two models on the same users (resampling users, not models, so the shared user difficulty
 cancels), and the metrics per slice of users or target items.
@@ -9,11 +9,14 @@ cancels), and the metrics per slice of users or target items.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipelines.evaluate.metrics import Rankings, compute_metrics, popularity_head
+from pipelines.ranking.metrics import compute_metrics, popularity_head
+
+if TYPE_CHECKING:
+    from pipelines.ranking.scoring import ModelRanks  # scoring imports torch: annotations only
 
 # Metrics that are means over users (one target each), so their intervals come from resampling
 # users. Coverage is a property of the whole set of lists: resampling users with replacement
@@ -23,25 +26,11 @@ COLD_USER_MAX = 5  # training interactions of a cold user
 HEAVY_USER_SHARE = 0.1  # the most active tenth of the evaluated users
 
 
-@dataclass(frozen=True)
-class ModelRanks:
-    """One model's outcome on the test users: the target's pessimistic rank and the top items."""
-
-    ranks: np.ndarray  # (users,)
-    top_items: np.ndarray  # (users, k_max) catalogue columns, best first
-
-    def rankings(self, n_items: int, popularity: np.ndarray, n_train_users: int,
-                 users: np.ndarray | None = None) -> Rankings:
-        ranks, top = (self.ranks, self.top_items) if users is None else (self.ranks[users], self.top_items[users])
-        return Rankings.from_single_targets(ranks, top, n_items, item_popularity=popularity,
-                                            n_train_users=n_train_users)
-
-
 def per_user_values(outcome: ModelRanks, metric: str, k: int, popularity: np.ndarray | None = None,
                     n_train_users: int | None = None) -> np.ndarray:
     """Each user's contribution to a mean-over-users metric (one target per user).
 
-    The definitions are those of ``pipelines.evaluate.metrics``: the mean of these values is the metric.
+    The definitions are those of ``pipelines.ranking.metrics``: the mean of these values is the metric.
     """
     ranks = np.asarray(outcome.ranks, dtype=np.float64)
     hit = ranks < k
@@ -97,7 +86,7 @@ def user_slices(train_lengths: np.ndarray, target_columns: np.ndarray, popularit
 
     Activity: cold (at most ``COLD_USER_MAX`` training interactions), heavy (the most active
     ``HEAVY_USER_SHARE`` of the others), long tail (the rest). Target popularity: whether the held-out
-    item is in the popularity head (``pipelines.evaluate.metrics.popularity_head``). Groups: one slice per
+    item is in the popularity head (``pipelines.ranking.metrics.popularity_head``). Groups: one slice per
     interest group when the profiles carry one.
     """
     lengths = np.asarray(train_lengths)

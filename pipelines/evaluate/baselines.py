@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from pipelines.evaluate.ranking import EvalSet, Scorer, evaluate_scorer, validation_set
+from pipelines.ranking.scoring import EvalSet, Scorer, evaluate_scorer, validation_set
 
 log = logging.getLogger(__name__)
 

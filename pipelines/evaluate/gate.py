@@ -26,7 +26,7 @@ from typing import Any
 
 from pipelines.evaluate.analysis import PER_USER_METRICS
 from pipelines.core.io import NonRetryableError
-from pipelines.evaluate.metrics import METRICS
+from pipelines.ranking.metrics import METRICS
 
 BOOTSTRAP_RULE = (
     "bootstrap rule (first night, no champion): change and slice checks against the champion cannot be "

@@ -361,9 +361,8 @@ def _read_dimension(source: Source, table: str, store: partitions.PartitionStore
 
 
 def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, snapshot_dir: Path,
-                   interval_days: int, window_days: int, lookback_days: int = 0, read_workers: int = 1,
-                   mapping: Any = None,
-                   connect_attempts: int = 1, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                   interval_days: int, window_days: int, lookback_days: int, read_workers: int,
+                   mapping: Any, connect_attempts: int, backoff_s: float, max_backoff_s: float,
                    sleep: Callable[[float], None] = time.sleep,
                    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> dict[str, Any]:
     """Brings the snapshot up to date for the night and writes the night's view into ``out_dir``.

@@ -13,13 +13,16 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from pipelines.config import FinetuneParams
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +55,26 @@ def resolve_base_model(name: str) -> Path:
 class RecommenderConfig:
     base_model: str
     item_ids: list[str]
-    max_text_tokens: int = 32
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
-    lora_layers: list[int] = field(default_factory=lambda: [5])
-    hidden_dim: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    dropout: float = 0.2
-    attention_dropout: float = 0.0  # dropout on attention weights leaves the fused kernels: slow
-    max_seq_len: int = 50
+    max_text_tokens: int
+    lora_rank: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str]
+    lora_layers: list[int]
+    hidden_dim: int
+    num_layers: int
+    num_heads: int
+    dropout: float
+    attention_dropout: float  # dropout on attention weights leaves the fused kernels: slow
+    max_seq_len: int
     # Bumped whenever the saved weights' layout changes; older artifacts then cold-start.
     format_version: int = MODEL_FORMAT_VERSION
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], item_ids: list[str]) -> RecommenderConfig:
-        known = {f for f in cls.__dataclass_fields__ if f not in ("item_ids", "format_version")}
-        return cls(item_ids=list(item_ids), **{k: v for k, v in params.items() if k in known})
+    def from_params(cls, params: FinetuneParams, item_ids: list[str]) -> RecommenderConfig:
+        """The architecture ``finetune`` asks for, over the catalogue ``item_ids``."""
+        architecture = {f for f in cls.__dataclass_fields__ if f not in ("item_ids", "format_version")}
+        return cls(item_ids=list(item_ids), **{name: getattr(params, name) for name in architecture})
 
 
 def chunks_by_length(attention_mask: torch.Tensor, chunk: int) -> list[tuple[torch.Tensor, int]]:
@@ -444,6 +448,6 @@ def serving_scorer(model: "SequenceRecommender", item_ids: list[str], texts: lis
     Evaluate and publish both score through this one function, so a second-stage model (a
     re-ranker wrapping the first stage's scores) would plug in here and be judged as it serves.
     """
-    from pipelines.evaluate.ranking import model_scorer
+    from pipelines.ranking.scoring import model_scorer
 
     return model_scorer(model, Catalogue(model, item_ids, texts))

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.model.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, trainable_state
-from pipelines.evaluate.ranking import EvalSet, evaluate_scorer, model_scorer
+from pipelines.ranking.scoring import EvalSet, evaluate_scorer, model_scorer
 from pipelines.model.recommender import Catalogue, SequenceRecommender
+
+if TYPE_CHECKING:
+    from pipelines.config import FinetuneParams
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class TrainResult:
     seconds: float = 0.0
     stopped_by: str = "epochs"
     resumed_at_step: int = 0
-    device: str = "cpu"
+    trained_on: str = "cpu"  # the torch device, as text
     world_size: int = 1
 
 
@@ -293,7 +296,7 @@ class LoopState:
 class Trainer:
     """Trains a SequenceRecommender in place and leaves it with its best validation weights."""
 
-    def __init__(self, model: SequenceRecommender, catalogue: Catalogue, params: dict[str, Any],
+    def __init__(self, model: SequenceRecommender, catalogue: Catalogue, params: FinetuneParams,
                  runtime: Runtime, checkpoint_dir: Path | None = None, fingerprint: str = "") -> None:
         self.model, self.catalogue, self.params, self.runtime = model, catalogue, params, runtime
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
@@ -304,12 +307,11 @@ class Trainer:
         lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
         head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
         self.optimizer = torch.optim.AdamW([
-            {"params": head, "lr": float(params["learning_rate"])},
-            {"params": lm, "lr": float(params["lm_learning_rate"])},
-        ], weight_decay=float(params["weight_decay"]))
+            {"params": head, "lr": params.learning_rate},
+            {"params": lm, "lr": params.lm_learning_rate},
+        ], weight_decay=params.weight_decay)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        lr_factor(0, 1, 0, str(params.get("lr_schedule") or "constant"))  # an unknown schedule fails before training
-        self.generator = torch.Generator().manual_seed(int(params["seed"]))
+        self.generator = torch.Generator().manual_seed(params.seed)
         self.state = LoopState(fingerprint=fingerprint)
         self.best = trainable_state(model)
         self.order = torch.empty(0, dtype=torch.long)
@@ -356,8 +358,8 @@ class Trainer:
         self.model.train(was_training)
 
     def _set_learning_rates(self) -> None:
-        factor = lr_factor(self.state.steps, self.state.planned_steps, int(self.params.get("warmup_steps") or 0),
-                           str(self.params.get("lr_schedule") or "constant"))
+        factor = lr_factor(self.state.steps, self.state.planned_steps, self.params.warmup_steps,
+                           self.params.lr_schedule)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
 
@@ -376,7 +378,7 @@ class Trainer:
         state.planned_steps = planned
 
     def _step(self, batch: torch.Tensor, accumulate: int, micro: int) -> float:
-        sampled = _text_sample(batch[:, 1:], int(self.params["text_items_per_step"]), self.generator)
+        sampled = _text_sample(batch[:, 1:], self.params.text_items_per_step, self.generator)
         with self.runtime.autocast:
             loss, fresh = self.objective(batch, self.cached_text, sampled)
         (loss / accumulate).backward()
@@ -392,17 +394,17 @@ class Trainer:
         if not resumed:
             self._refresh_text()
         params, runtime, state = self.params, self.runtime, self.state
-        batch_size, epochs = int(params["batch_size"]), int(params["epochs"])
-        accumulate = max(1, int(params.get("grad_accumulation_steps") or 1))
+        batch_size, epochs = params.batch_size, params.epochs
+        accumulate = params.grad_accumulation_steps
         micro_per_epoch = math.ceil(len(examples) // runtime.world_size / batch_size)  # as _shard splits
-        max_steps = int(params.get("max_steps") or 0) or micro_per_epoch * epochs
-        budget_s = float(params.get("budget_minutes") or 0) * 60 or math.inf
-        every = int(params.get("checkpoint_every_steps") or 0)
-        refresh_every = int(params.get("text_refresh_steps") or 0)  # 0: only at each epoch's end
+        max_steps = params.max_steps or micro_per_epoch * epochs
+        budget_s = params.budget_minutes * 60 or math.inf
+        every = params.checkpoint_every_steps
+        refresh_every = params.text_refresh_steps  # 0: only at each epoch's end
         progress = Progress(max_steps, state.steps, enabled=runtime.is_main, budget_s=budget_s,
                             elapsed_s=state.elapsed_s)
         started = time.monotonic() - state.elapsed_s
-        result = TrainResult(resumed_at_step=state.steps if resumed else 0, device=str(runtime.device),
+        result = TrainResult(resumed_at_step=state.steps if resumed else 0, trained_on=str(runtime.device),
                              world_size=runtime.world_size)
         self.model.train()
         if not state.planned_steps:
@@ -455,7 +457,7 @@ class Trainer:
             state.best_valid_ndcg, state.best_epoch = ndcg, state.epoch
             self.best = trainable_state(self.model)
         state.elapsed_s = time.monotonic() - started
-        if state.epoch - state.best_epoch >= int(self.params.get("patience", 3)):
+        if state.epoch - state.best_epoch >= self.params.patience:
             state.stopped_by = "early stopping"
         elif state.epoch >= epochs:
             state.stopped_by = "epochs"
@@ -470,10 +472,10 @@ class Trainer:
 
 
 def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: list[list[str]], valid: EvalSet,
-          params: dict[str, Any], k: int = 10, runtime: Runtime | None = None,
+          params: FinetuneParams, k: int = 10, runtime: Runtime | None = None,
           checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
     """Trains in place, keeps the weights of the best validation epoch, and returns the curve."""
-    seed_everything(int(params["seed"]))
+    seed_everything(params.seed)
     runtime = runtime or Runtime(torch.device("cpu"))
     examples = training_examples(train_histories, catalogue, model.config.max_seq_len)
     if len(examples) == 0:

@@ -8,9 +8,13 @@ to last the validation target, and the rest is training history.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pipelines.config import ProfilesParams
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,9 @@ def user_texts(users: pd.DataFrame, sequences: pd.DataFrame, titles: dict[str, s
 
 
 def build_profiles(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
-                   params: dict) -> Profiles:
-    sequences = split_sequences(interactions, int(params["min_user_interactions"]))
-    max_chars = int(params["max_text_chars"])
+                   params: ProfilesParams) -> Profiles:
+    sequences = split_sequences(interactions, params.min_user_interactions)
+    max_chars = params.max_text_chars
     train_counts = pd.Series(
         np.concatenate([np.asarray(h, dtype=object) for h in sequences["train_items"]] or [np.empty(0, object)])
     ).value_counts()
@@ -74,7 +78,7 @@ def build_profiles(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.Da
     titles = dict(zip(items["item_id"], items["title"]))
     user_frame = pd.DataFrame({
         "user_id": sequences["user_id"],
-        "profile_text": user_texts(users, sequences, titles, int(params["profile_items"]), max_chars),
+        "profile_text": user_texts(users, sequences, titles, params.profile_items, max_chars),
         "n_interactions": sequences["train_items"].map(len)
         + sequences["valid_item"].notna().astype(int) + sequences["test_item"].notna().astype(int),
     })

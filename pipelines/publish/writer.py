@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import torch
 
 from pipelines.core import schema
-from pipelines.evaluate.ranking import Scorer
+from pipelines.ranking.scoring import Scorer
 
 RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "score")
 TABLE_COLUMNS = ("run_date", "user_id", "rank", "item_id", "score", "model_version")

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import pipelines.evaluate.ranking
+import pipelines.ranking.scoring
 from bench import baselines
 from bench.baselines import SASRec, SASRecConfig
 from pipelines.evaluate.baselines import ease_weights
-from pipelines.evaluate.ranking import evaluate_scorer, most_popular_scorer
+from pipelines.ranking.scoring import evaluate_scorer, most_popular_scorer
 from pipelines.profiles.build import build_profiles, split_sequences
+from tests.conftest import shipped_params
 
 N_ITEMS = 40
 ITEM_IDS = [f"i{i}" for i in range(N_ITEMS)]
@@ -50,7 +51,7 @@ def sequences() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def most_popular_test(sequences) -> dict[str, float]:
-    return evaluate_scorer(baselines.fit_most_popular(sequences, ITEM_IDS).scorer, pipelines.evaluate.ranking.test_set(sequences),
+    return evaluate_scorer(baselines.fit_most_popular(sequences, ITEM_IDS).scorer, pipelines.ranking.scoring.test_set(sequences),
                            ITEM_IDS, 10)[0]
 
 
@@ -72,10 +73,11 @@ def test_most_popular_is_the_evaluate_stages_most_popular(sequences):
     items = pd.DataFrame({"item_id": ITEM_IDS, "title": ITEM_IDS, "categories": "", "description": ""})
     users = pd.DataFrame({"user_id": sorted(set(interactions["user_id"])), "attributes": ""})
     profiles = build_profiles(interactions, items, users,
-                              {"min_user_interactions": 3, "max_text_chars": 64, "profile_items": 2})
+                              shipped_params().profiles.updated(min_user_interactions=3, max_text_chars=64,
+                                                                profile_items=2))
     stage = most_popular_scorer(profiles.items["train_count"].to_numpy())
     ours = baselines.fit_most_popular(profiles.sequences, ITEM_IDS).scorer
-    histories = pipelines.evaluate.ranking.test_set(profiles.sequences).histories
+    histories = pipelines.ranking.scoring.test_set(profiles.sequences).histories
     assert torch.equal(stage(histories), ours(histories).float())
 
 
@@ -95,7 +97,7 @@ def test_ease_weights_solve_one_ridge_regression_per_item():
 
 def test_ease_beats_most_popular_on_a_learnable_pattern(sequences, most_popular_test):
     fitted = baselines.fit_ease(sequences, ITEM_IDS, (1, 10, 100), k=10)
-    metrics, _ = evaluate_scorer(fitted.scorer, pipelines.evaluate.ranking.test_set(sequences), ITEM_IDS, 10)
+    metrics, _ = evaluate_scorer(fitted.scorer, pipelines.ranking.scoring.test_set(sequences), ITEM_IDS, 10)
     assert metrics["ndcg@10"] > most_popular_test["ndcg@10"] + 0.2
     assert fitted.info["lambda"] in (1.0, 10.0, 100.0) and fitted.train_s > 0
 
@@ -107,7 +109,7 @@ def test_ease_lambda_is_chosen_on_validation_and_never_reads_test_targets(sequen
     corrupted = with_column(sequences, "test_item", ["no-such-item"] * len(sequences))
     again = baselines.fit_ease(corrupted, ITEM_IDS, lambdas)
     assert again.info == reference.info
-    histories = pipelines.evaluate.ranking.test_set(sequences).histories
+    histories = pipelines.ranking.scoring.test_set(sequences).histories
     assert torch.equal(again.scorer(histories), reference.scorer(histories))
     # ...while the validation targets do decide: other validation targets, other validation curve.
     shuffled = sequences["valid_item"].sample(frac=1.0, random_state=3).tolist()
@@ -164,7 +166,7 @@ def test_sasrec_loss_predicts_the_next_item_at_every_real_position():
 def test_sasrec_beats_most_popular_on_a_learnable_pattern(sequences, most_popular_test):
     fitted = baselines.fit_sasrec(sequences, ITEM_IDS, budget_s=30, k=10, max_epochs=40, eval_every=5,
                                   **TINY_SASREC)
-    metrics, top = evaluate_scorer(fitted.scorer, pipelines.evaluate.ranking.test_set(sequences), ITEM_IDS, 10)
+    metrics, top = evaluate_scorer(fitted.scorer, pipelines.ranking.scoring.test_set(sequences), ITEM_IDS, 10)
     assert metrics["ndcg@10"] > most_popular_test["ndcg@10"] + 0.3
     assert metrics["hr@10"] > 0.9  # the next item of the cycle is one of the 10 recommended
 
@@ -175,7 +177,7 @@ def test_sasrec_selects_on_validation_and_never_reads_test_targets(sequences):
     corrupted = with_column(sequences, "test_item", ["no-such-item"] * len(sequences))
     again = baselines.fit_sasrec(corrupted, ITEM_IDS, **settings)
     assert again.info == reference.info and reference.info["epochs"] == 4
-    histories = pipelines.evaluate.ranking.test_set(sequences).histories
+    histories = pipelines.ranking.scoring.test_set(sequences).histories
     assert torch.allclose(again.scorer(histories), reference.scorer(histories))
 
 
@@ -187,10 +189,10 @@ def test_sasrec_stops_at_the_wall_clock_budget(sequences):
 # -- one measuring path ---------------------------------------------------------------------------
 def test_baselines_are_measured_by_the_pipelines_code(sequences):
     """No private copy of ranking or metrics: the bench calls the functions the evaluate stage calls."""
-    assert baselines.evaluate_scorer is pipelines.evaluate.ranking.evaluate_scorer
-    assert baselines.validation_set is pipelines.evaluate.ranking.validation_set
+    assert baselines.evaluate_scorer is pipelines.ranking.scoring.evaluate_scorer
+    assert baselines.validation_set is pipelines.ranking.scoring.validation_set
     fitted = baselines.fit_ease(sequences, ITEM_IDS, (10,))
-    split = pipelines.evaluate.ranking.test_set(sequences)
+    split = pipelines.ranking.scoring.test_set(sequences)
     _, top = evaluate_scorer(fitted.scorer, split, ITEM_IDS, 10)
     column = {item: i for i, item in enumerate(ITEM_IDS)}
     for history, target, row in zip(split.histories, split.targets, top):

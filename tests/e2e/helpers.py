@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.datasets.synthetic import generate_warehouse
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import project_params
 
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
 NIGHTS = ("2026-02-08", "2026-02-09")
@@ -15,11 +15,7 @@ NIGHTS = ("2026-02-08", "2026-02-09")
 
 def rebased_params(root: Path) -> dict:
     """params.yaml with every path under ``root``; each ``*_url`` becomes a SQLite file there."""
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    paths = params["paths"]
-    for key, value in paths.items():
-        paths[key] = f"sqlite:///{root}/{key.removesuffix('_url')}.db" if key.endswith("_url") else str(root / value)
-    return params
+    return project_params(root)
 
 
 def tiny_project(tmp_path: Path) -> tuple[dict, Path]:

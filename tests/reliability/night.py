@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import shipped_params
 from tests.e2e.helpers import rebased_params
 
 NIGHTS = ("2026-02-08", "2026-02-09")
@@ -27,7 +27,7 @@ def build_model(directory: Path, seed: int) -> Path:
 
     from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, save_model
 
-    finetune = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+    finetune = shipped_params().finetune
     torch.manual_seed(seed)
     save_model(SequenceRecommender(RecommenderConfig.from_params(finetune, ITEM_IDS)), directory)
     return directory

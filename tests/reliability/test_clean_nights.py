@@ -38,7 +38,8 @@ def test_thirty_clean_nights_pass_with_default_thresholds(tmp_path: Path) -> Non
         extract_dir.mkdir(parents=True)
         fields = extract_window(url, extract_dir, night, snapshot_dir=tmp_path / "snapshot",
                                 interval_days=int(extract["interval_days"]), window_days=int(extract["window_days"]),
-                                lookback_days=int(extract["lookback_days"]), mapping=extract.get("mapping"))
+                                lookback_days=int(extract["lookback_days"]), mapping=extract["mapping"],
+                                read_workers=1, connect_attempts=1, backoff_s=1.0, max_backoff_s=30.0)
         fields.pop(KNOWN_HASHES)
         write_json(extract_dir / "manifest.json", fields)
         report = validate_extract(extract_dir, tmp_path / "validate" / night.isoformat(), settings, data_docs=False)

@@ -52,8 +52,8 @@ elif point == "before-commit":
         if wrote:
             die()
 elif point == "after-commit":
-    import tasks.promote
-    tasks.promote.write_decision = die
+    import pipelines.registry.promote
+    pipelines.registry.promote.write_decision = die
 elif point == "before-rename":
     import pipelines.core.io
     real_atomic_dir = pipelines.core.io.atomic_dir

@@ -107,7 +107,7 @@ def test_a_publish_failing_midway_leaves_the_night_as_it_was(project, small_mode
 
 
 def test_the_summary_says_when_the_champion_moved_after_the_decision():
-    from tasks.publish import serving_reason
+    from pipelines.publish.serving import serving_reason
 
     decision = {"version": 5, "decision": "PROMOTED", "reason": "every threshold passed", "champion_version": 5}
     assert serving_reason(decision, 4, "2026-02-01") == (

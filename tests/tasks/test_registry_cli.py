@@ -13,6 +13,7 @@ import yaml
 from pipelines.registry.store import ACTION_FORCE_PROMOTE, ACTION_ROLLBACK, Registry
 from tasks import cli
 from tasks.common import EXIT_NON_RETRYABLE
+from tests.conftest import write_params
 
 
 @pytest.fixture
@@ -26,8 +27,7 @@ def params_file(registry_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("RETRAIN_REGISTRY_URL", raising=False)
     monkeypatch.setenv("USER", "alice")
     store = tmp_path / "artifacts"
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"paths": {"registry_url": registry_url, "artifact_store": str(store)}}))
+    path = write_params(tmp_path, paths={"registry_url": registry_url, "artifact_store": str(store)})
     with Registry(registry_url, store) as reg:
         for version, blessed in ((1, True), (2, False), (3, True)):
             model_dir = tmp_path / f"m{version}"

@@ -14,26 +14,24 @@ import yaml
 
 from pipelines.core.io import read_json, sha256_dir, sha256_file
 from pipelines.registry.store import Registry
+from pipelines.validate.acceptance import ACTION_ACCEPT_ANOMALY
 from pipelines.validate.validation import require_validated
 from tasks.cli import main as cli_main
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
-from tasks.validate import ACTION_ACCEPT_ANOMALY, main
-from tests.conftest import PROJECT_ROOT
+from tasks.validate import main
+from tests.conftest import PROJECT_ROOT, write_params as write_project_params
 from tests.tasks.test_validate_task import LOGICAL_DATE, VALIDATE_PARAMS, write_extract
 
 RATING = {"expectation": "expect_column_values_to_be_between", "column": "rating"}
 REASON = "partner resent one rating on a 0-10 scale; fixed upstream"
 
 
-def write_params(root: Path, *, accept: list[dict[str, Any]] | None = None, quarantine: bool = True) -> Path:
+def write_params(root: Path, *, accept: list[dict[str, Any]] | None = None,
+                 quarantine: str | None = None) -> Path:
+    """Every path under ``root``, the quarantine in ``root/quarantine`` unless given (relative or absolute)."""
     paths = {"extract": str(root / "extract"), "validate": str(root / "validate"),
-             "registry_url": f"sqlite:///{root / 'registry.db'}", "artifact_store": str(root / "artifacts"),
-             "warehouse_url": f"sqlite:///{root / 'warehouse.db'}"}
-    if quarantine:
-        paths["quarantine"] = str(root / "quarantine")
-    path = root / "params.yaml"
-    path.write_text(yaml.safe_dump({"paths": paths, "validate": {**VALIDATE_PARAMS, "accept": accept or []}}))
-    return path
+             "quarantine": quarantine or str(root / "quarantine")}
+    return write_project_params(root, paths=paths, validate={**VALIDATE_PARAMS, "accept": accept or []})
 
 
 @pytest.fixture
@@ -111,8 +109,8 @@ def test_a_rerun_of_the_night_replaces_its_quarantine_entry(project: Path) -> No
     assert sorted(p.name for p in (project / "quarantine").iterdir()) == [LOGICAL_DATE]
 
 
-def test_without_paths_quarantine_it_goes_to_state_quarantine_beside_the_params(project: Path) -> None:
-    write_params(project, quarantine=False)
+def test_a_relative_quarantine_sits_beside_the_params(project: Path) -> None:
+    write_params(project, quarantine="state/quarantine")
 
     assert run(project) == EXIT_NON_RETRYABLE
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipelines.core import schema
 from pipelines.core.io import read_json, sha256_file
 from pipelines.validate.validation import require_validated
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
 from tasks.validate import main
+from tests.conftest import write_params
 
 LOGICAL_DATE = "2026-03-02"
 END = dt.datetime(2026, 3, 2)
@@ -58,11 +58,8 @@ def write_extract(directory: Path, *, logical_date: str = LOGICAL_DATE, bad_rati
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A params.yaml whose extract/validate paths point into tmp_path; returns its path."""
-    params = {"paths": {"extract": str(tmp_path / "extract"), "validate": str(tmp_path / "validate")},
-              "validate": VALIDATE_PARAMS}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    return write_params(tmp_path, paths={"extract": str(tmp_path / "extract"), "validate": str(tmp_path / "validate")},
+                        validate=VALIDATE_PARAMS)
 
 
 def run(params_path: Path, logical_date: str = LOGICAL_DATE) -> int:

@@ -25,7 +25,7 @@ from pipelines.core import schema
 from pipelines.core import warehouse
 from pipelines.extract.extraction import extract_window
 from pipelines.core.io import NonRetryableError, sha256_dir
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PLAIN_EXTRACT, PROJECT_ROOT
 
 NIGHT = dt.date(2026, 3, 2)  # data interval [2026-03-01, 2026-03-02)
 PASSWORD = "p@ss:w/rd#Zq8x3"  # characters that need percent-encoding in a URI
@@ -235,8 +235,8 @@ def table_names(url: str) -> set[str]:
 def test_mapped_warehouse_extracts_onto_the_canonical_schema(db_url, tmp_path, statements):
     seed_custom_warehouse(db_url)
     statements.clear()
-    fields = extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
-                            window_days=0, mapping=MAPPING)
+    fields = extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot",
+                            **{**PLAIN_EXTRACT, "mapping": MAPPING})
     assert fields["rows"] == {"interactions": 3, "items": 2, "users": 1}
     events = pq.read_table(tmp_path / "interactions")
     assert events.schema.names == list(schema.INTERACTION_COLUMNS)
@@ -276,8 +276,8 @@ def test_missing_table_or_column_fails_before_any_data_query(db_url, tmp_path, s
     statements.clear()
     mapping = {**MAPPING, key: {**MAPPING[key], **change}}
     with pytest.raises(NonRetryableError) as info:
-        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
-                       window_days=0, mapping=mapping)
+        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot",
+                       **{**PLAIN_EXTRACT, "mapping": mapping})
     assert all(part in str(info.value) for part in named), str(info.value)
     assert statements, "reflection should have read the catalogue"
     data = [s for s, _ in statements if any(f" FROM {name}" in s.replace('"', "") for name in ("events", "catalog", "people"))]
@@ -295,8 +295,8 @@ def test_injection_is_refused_before_touching_the_database(db_url, tmp_path, sta
     before = table_names(db_url)
     statements.clear()
     with pytest.raises(NonRetryableError, match=key) as info:
-        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
-                       window_days=0, mapping={**MAPPING, **mapping})
+        extract_window(db_url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot",
+                       **{**PLAIN_EXTRACT, "mapping": {**MAPPING, **mapping}})
     assert "DROP TABLE" in str(info.value)  # the offending value is named
     assert statements == []
     assert table_names(db_url) == before >= {"events", "catalog", "people"}
@@ -334,8 +334,8 @@ def test_a_transient_failure_is_retried_and_the_extract_succeeds(tmp_path):
     sa.event.listen(sa.Engine, "do_connect", flaky)
     delays: list[float] = []
     try:
-        fields = extract_window(url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot", interval_days=1,
-                                window_days=0, connect_attempts=3, backoff_s=0.5, sleep=delays.append)
+        fields = extract_window(url, tmp_path, NIGHT, snapshot_dir=tmp_path / "snapshot",
+                                **{**PLAIN_EXTRACT, "connect_attempts": 3, "backoff_s": 0.5}, sleep=delays.append)
     finally:
         sa.event.remove(sa.Engine, "do_connect", flaky)
     assert delays == [0.5, 1.0]

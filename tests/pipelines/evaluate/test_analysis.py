@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluate.analysis import (PER_USER_METRICS, ModelRanks, analyse, bootstrap_interval, paired_difference,
-                                per_user_values, resample_indices, user_slices)
-from pipelines.evaluate.metrics import compute_metrics
+from pipelines.evaluate.analysis import (PER_USER_METRICS, analyse, bootstrap_interval, paired_difference,
+                                         per_user_values, resample_indices, user_slices)
+from pipelines.ranking.metrics import compute_metrics
+from pipelines.ranking.scoring import ModelRanks
 
 
 def test_per_user_values_average_to_every_metric_of_the_library():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.evaluate.analysis import ModelRanks, analyse
+from pipelines.evaluate.analysis import analyse
+from pipelines.ranking.scoring import ModelRanks
 from pipelines.evaluate.gate import BOOTSTRAP_RULE, Computed, GateConfigError, bless, parse_gate
 from pipelines.core.io import NonRetryableError
 from tests.conftest import PROJECT_ROOT

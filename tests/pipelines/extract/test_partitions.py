@@ -22,6 +22,7 @@ from pipelines.core import schema
 from pipelines.extract.extraction import extract_window
 from pipelines.core.io import NonRetryableError, sha256_dir
 from pipelines.extract.partitions import Coverage, DayRange, plan_reads
+from tests.conftest import PLAIN_EXTRACT
 
 D = dt.date
 T0 = dt.datetime(2026, 3, 1)
@@ -100,7 +101,7 @@ def run(url: str, root: Path, night: dt.date, name: str, **settings: object) -> 
     out = root / name
     out.mkdir(parents=True)
     fields = extract_window(url, out, night, snapshot_dir=root / "snapshot",
-                            **{"interval_days": 1, "window_days": 0, "lookback_days": 2, **settings})
+                            **{**PLAIN_EXTRACT, "lookback_days": 2, **settings})
     return fields, out
 
 

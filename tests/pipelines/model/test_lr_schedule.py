@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 import torch
-import yaml
 
-from pipelines.evaluate.ranking import validation_set
+from pipelines.config import FinetuneParams, ParamsError, parse_params
+from pipelines.ranking.scoring import validation_set
 from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender
 from pipelines.profiles.build import split_sequences
-from pipelines.model.training import Runtime, Trainer, lr_factor, training_examples
-from tests.conftest import PROJECT_ROOT
+from pipelines.model.training import LR_SCHEDULES, Runtime, Trainer, lr_factor, training_examples
+from tests.conftest import shipped_params
 from tests.pipelines.model.test_model_training import N_ITEMS, chain_sequences
 
 
@@ -43,13 +44,18 @@ def test_constant_schedule_keeps_the_base_rate():
 def test_an_unknown_schedule_is_named_before_training_starts():
     with pytest.raises(ValueError, match="finetune.lr_schedule='step'"):
         lr_factor(0, 10, 0, "step")
-    with pytest.raises(ValueError, match="finetune.lr_schedule='step' is not one of constant, linear, cosine"):
-        tiny_trainer(lr_schedule="step")
+    params = shipped_params().as_dict()
+    params["finetune"]["lr_schedule"] = "step"
+    with pytest.raises(ParamsError, match="finetune.lr_schedule: Input should be 'constant', 'linear' or 'cosine'"):
+        parse_params(params)  # when params.yaml is loaded, before any stage starts
+
+
+def test_the_typed_params_allow_exactly_the_schedules_the_trainer_knows():
+    assert set(typing.get_args(FinetuneParams.model_fields["lr_schedule"].annotation)) == set(LR_SCHEDULES)
 
 
 def tiny_trainer(**overrides) -> tuple[Trainer, torch.Tensor, object]:
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
-    params.update(batch_size=16, max_seq_len=10, checkpoint_every_steps=0, **overrides)
+    params = shipped_params().finetune.updated(batch_size=16, max_seq_len=10, checkpoint_every_steps=0, **overrides)
     item_ids = [f"i{i}" for i in range(N_ITEMS)]
     sequences = split_sequences(chain_sequences(), 3)
     torch.manual_seed(0)

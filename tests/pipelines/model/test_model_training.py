@@ -7,13 +7,12 @@ import json
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from pipelines.evaluate.ranking import evaluate_scorer, model_scorer, most_popular_scorer, validation_set
+from pipelines.ranking.scoring import evaluate_scorer, model_scorer, most_popular_scorer, validation_set
 from pipelines.model.recommender import Catalogue, RecommenderConfig, SequenceRecommender, load_model, save_model
 from pipelines.profiles.build import split_sequences
 from pipelines.model.training import train
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, shipped_params
 
 N_ITEMS = 40
 
@@ -32,8 +31,8 @@ def chain_sequences(n_users: int = 60) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained():
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
-    params.update(epochs=6, batch_size=16, text_refresh_steps=5, max_seq_len=10, learning_rate=0.005)
+    params = shipped_params().finetune.updated(epochs=6, batch_size=16, text_refresh_steps=5, max_seq_len=10,
+                                               learning_rate=0.005)
     item_ids = [f"i{i}" for i in range(N_ITEMS)]
     texts = [f"Item number {i} in the cycle" for i in range(N_ITEMS)]
     sequences = split_sequences(chain_sequences(), 3)
@@ -125,7 +124,7 @@ def test_saved_artifact_is_byte_identical_across_processes(tmp_path):
     from pipelines.core.io import sha256_dir
 
     script = ("import sys, torch, yaml; from pipelines.model.recommender import *; torch.manual_seed(0); "
-              "p = yaml.safe_load(open('params.yaml'))['finetune']; "
+              "from pipelines.config import load_params; p = load_params('params.yaml', environ={}).finetune; "
               "save_model(SequenceRecommender(RecommenderConfig.from_params(p, ['a', 'b'])), sys.argv[1])")
     for seed in ("0", "1"):  # these two seeds iterate {"query", "value"} in opposite orders
         env = {**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"}

@@ -9,20 +9,18 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from pipelines.model.recommender import Catalogue, FastDropout, RecommenderConfig, SequenceRecommender
 from pipelines.model.training import (ChunkedSoftmaxCrossEntropy, catalogue_cross_entropy, next_item_pairs,
                                 training_examples, trim_padding)
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import shipped_params
 
 N_ITEMS = 30
 
 
 @pytest.fixture(scope="module")
 def model_and_catalogue():
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
-    params.update(max_seq_len=12)
+    params = shipped_params().finetune.updated(max_seq_len=12)
     item_ids = [f"i{i}" for i in range(N_ITEMS)]
     # Texts of very different token counts, so length-sorted chunks really are cut.
     texts = [f"Item {i} " + "drama comedy " * (i % 6) for i in range(N_ITEMS)]

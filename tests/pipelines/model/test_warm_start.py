@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
 from pipelines.model.recommender import (RecommenderConfig, SequenceRecommender, export_merged, extend_item_ids, save_model,
                              warm_start_model)
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import shipped_params
 
 
-def params() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["finetune"]
+def params():
+    return shipped_params().finetune
 
 
 def test_id_map_is_append_only():
@@ -50,7 +49,7 @@ def test_warm_start_carries_old_rows_and_adapter_unchanged(champion_dir):
 
 def test_changed_architecture_falls_back_to_a_cold_start(champion_dir):
     directory, _ = champion_dir
-    config = RecommenderConfig.from_params({**params(), "hidden_dim": 32}, ["a"])
+    config = RecommenderConfig.from_params(params().updated(hidden_dim=32), ["a"])
     assert warm_start_model(directory, config) is None
 
 

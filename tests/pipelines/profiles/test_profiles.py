@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pipelines.profiles.build import build_profiles, split_sequences
+from tests.conftest import shipped_params
 
 T = pd.Timestamp("2026-01-01")
 
@@ -49,8 +50,8 @@ def test_profiles_texts_and_counts():
     items = pd.DataFrame({"item_id": list("abcde"), "title": ["A", "B", "C", "D", "E"],
                           "categories": ["x|y"] * 5, "description": ["d"] * 5, "created_at": [None] * 5})
     users = pd.DataFrame({"user_id": ["u1"], "attributes": ["age 30"], "created_at": [None]})
-    profiles = build_profiles(events, items, users, {"min_user_interactions": 3, "max_text_chars": 100,
-                                                     "profile_items": 2})
+    profiles = build_profiles(events, items, users, shipped_params().profiles.updated(
+        min_user_interactions=3, max_text_chars=100, profile_items=2))
     assert profiles.items.set_index("item_id").loc["a", "text"] == "A. x, y. d"
     assert profiles.items.set_index("item_id")["train_count"].to_dict() == {"a": 1, "b": 1, "c": 0, "d": 0, "e": 0}
     assert profiles.users.iloc[0].profile_text == "age 30. Recently: A; B"

@@ -12,7 +12,7 @@ from pipelines.core import schema
 from pipelines.extract.extraction import data_interval, extract_window, redact_url
 from pipelines.core.io import sha256_dir
 from tasks import extract as extract_task
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PLAIN_EXTRACT, PROJECT_ROOT
 
 
 @pytest.fixture
@@ -48,13 +48,13 @@ def test_extract_reads_only_what_is_known_before_the_interval_end(warehouse, tmp
     out = tmp_path / "extract"
     out.mkdir()
     fields = extract_window(warehouse, out, dt.date(2026, 3, 1), snapshot_dir=tmp_path / "snapshot",
-                            interval_days=1, window_days=0)
+                            **PLAIN_EXTRACT)
     events = pq.read_table(out / "interactions").to_pandas()
     assert list(events["event_id"]) == [1, 2]
     assert list(pq.read_table(out / "items.parquet").to_pandas()["item_id"]) == ["a"]
     assert fields["rows"] == {"interactions": 2, "items": 1, "users": 1}
     windowed = extract_window(warehouse, tmp_path / "windowed", dt.date(2026, 3, 1), snapshot_dir=tmp_path / "snapshot",
-                              interval_days=1, window_days=2)
+                              **{**PLAIN_EXTRACT, "window_days": 2})
     assert windowed["rows"]["interactions"] == 1
 
 

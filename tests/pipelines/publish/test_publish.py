@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import torch
 
 from pipelines.publish import writer as publish
-from pipelines.evaluate.ranking import most_popular_scorer
+from pipelines.ranking.scoring import most_popular_scorer
 from pipelines.publish.writer import top_k_recommendations, write_recommendations
 
 NIGHT, OTHER_NIGHT = "2026-03-01", "2026-03-02"

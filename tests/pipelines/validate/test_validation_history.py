@@ -12,7 +12,7 @@ from pipelines.validate.suites import flatten_params
 from pipelines.validate.validation import HISTORY_CHARTS, HISTORY_FIELDS, HISTORY_PAGE, history_page, update_history
 from tasks.common import EXIT_NON_RETRYABLE, EXIT_OK
 from tasks.validate import main
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, write_params
 from tests.pipelines.validate.test_validation import PARAMS
 from tests.tasks.test_validate_task import LOGICAL_DATE, VALIDATE_PARAMS, write_extract
 
@@ -83,10 +83,9 @@ def test_update_history_rewrites_the_page_with_the_csv(tmp_path: Path) -> None:
 
 def test_the_validate_stage_writes_the_page_every_night(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    params = tmp_path / "params.yaml"
     paths = {"extract": str(tmp_path / "extract"), "validate": str(tmp_path / "validate"),
              "reports": str(reports), "quarantine": str(tmp_path / "quarantine")}
-    params.write_text(yaml.safe_dump({"paths": paths, "validate": VALIDATE_PARAMS}))
+    params = write_params(tmp_path, paths=paths, validate=VALIDATE_PARAMS)
     write_extract(tmp_path / "extract", bad_rating=True)
     assert main(["--logical-date", LOGICAL_DATE, "--params", str(params)]) == EXIT_NON_RETRYABLE
     page = (reports / "validate" / HISTORY_PAGE).read_text()

@@ -1,5 +1,5 @@
 """Ranking metrics: hand-computed cases, the pessimistic rank, and a property test against a plain
-loop-based reference (tests/pipelines/evaluate/reference_metrics.py) on random score matrices."""
+loop-based reference (tests/pipelines/ranking/reference_metrics.py) on random score matrices."""
 
 import math
 
@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.evaluate.ranking import rank_targets
-from pipelines.evaluate.metrics import (METRICS, Rankings, compute_metrics, coverage_at_k, hit_rate_at_k, mrr_at_k,
+from pipelines.ranking.scoring import rank_targets
+from pipelines.ranking.metrics import (METRICS, Rankings, compute_metrics, coverage_at_k, hit_rate_at_k, mrr_at_k,
                                ndcg_at_k, novelty_at_k, popularity_bias_at_k, popularity_head, precision_at_k,
                                ranking_metrics, ranks_from_scores, recall_at_k, top_items_from_scores)
-from tests.pipelines.evaluate.reference_metrics import reference_metrics
+from tests.pipelines.ranking.reference_metrics import reference_metrics
 
 
 def single(ranks: list[int], n_items: int = 100) -> Rankings:

@@ -1,4 +1,4 @@
-"""A plain reference for pipelines.evaluate.metrics, written from the definitions with loops and no numpy.
+"""A plain reference for pipelines.ranking.metrics, written from the definitions with loops and no numpy.
 
 For each user: drop the history (a relevant item is never dropped), sort the rest by score with
 relevant items after non-relevant ones on ties, walk that list for the accuracy metrics, and take the

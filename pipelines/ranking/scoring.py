@@ -1,4 +1,7 @@
-"""Full-ranking offline evaluation and the MostPop baseline (the gate is ``pipelines.evaluate.gate``)."""
+"""Full-catalogue ranking: scorers, evaluation sets, pessimistic ranks and top-K lists, the MostPop scorer.
+
+Shared by training (validation NDCG), the evaluate stage and publish, so every one ranks the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipelines.evaluate.analysis import ModelRanks
-from pipelines.evaluate.metrics import ranking_metrics
+from pipelines.ranking.metrics import Rankings, ranking_metrics
 
 # Scores every catalogue item (columns, in catalogue order) for each user's history.
 Scorer = Callable[[list[list[str]]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelRanks:
+    """One model's outcome on the test users: the target's pessimistic rank and the top items."""
+
+    ranks: np.ndarray  # (users,)
+    top_items: np.ndarray  # (users, k_max) catalogue columns, best first
+
+    def rankings(self, n_items: int, popularity: np.ndarray, n_train_users: int,
+                 users: np.ndarray | None = None) -> Rankings:
+        ranks, top = (self.ranks, self.top_items) if users is None else (self.ranks[users], self.top_items[users])
+        return Rankings.from_single_targets(ranks, top, n_items, item_popularity=popularity,
+                                            n_train_users=n_train_users)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from pipelines.core.io import NonRetryableError
+
+if TYPE_CHECKING:
+    from pipelines.config import PathsParams
 
 log = logging.getLogger("retrain.reproduce")
 
@@ -47,7 +50,7 @@ class Comparison:
         return self.expected == self.actual
 
 
-def reproduce(version: int, params: dict[str, Any], project: Path, *, from_stage: str = "finetune",
+def reproduce(version: int, paths: PathsParams, project: Path, *, from_stage: str = "finetune",
               keep: bool = False) -> list[Comparison]:
     """Restores, reruns and compares; returns every comparison (all must match)."""
     from pipelines.registry.store import Registry
@@ -55,7 +58,7 @@ def reproduce(version: int, params: dict[str, Any], project: Path, *, from_stage
     if from_stage not in RERUNNABLE:
         raise NonRetryableError(f"--from must be one of {', '.join(RERUNNABLE)}, not {from_stage!r}")
     project = project.resolve()
-    with Registry(params["paths"]["registry_url"], project / params["paths"]["artifact_store"]) as registry:
+    with Registry(paths.registry_url, project / paths.artifact_store) as registry:
         target = registry.get(version)
     lock = target.lineage.get("dvc_lock")
     if not lock:

@@ -1,0 +1,159 @@
+"""The evaluate stage: candidate, re-evaluated champion, MostPop and EASE on the same split.
+
+Writes the blessing, ``evaluation.json`` (metrics at every K with bootstrap intervals, the paired
+candidate-vs-champion comparison, slices, the champion's history), the HTML report, and
+metrics and plots for ``dvc metrics diff`` / ``dvc plots diff``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.evaluate.champion import champion_history, champion_model, tonight_champion
+
+if TYPE_CHECKING:
+    from pipelines.config import EvaluateParams, PathsParams
+    from pipelines.ranking.scoring import ModelRanks
+    from pipelines.ranking.scoring import EvalSet
+    from pipelines.profiles.build import Profiles
+
+log = logging.getLogger("retrain.evaluate")
+
+
+def run_evaluate(settings: EvaluateParams, paths: PathsParams) -> None:
+    """Evaluates ``paths.candidate`` on the night of ``paths.profiles`` and writes ``paths.evaluate``
+    and ``paths.reports``/evaluate. The night is the profiles manifest's logical date."""
+    from pipelines.core.io import atomic_dir, read_json, write_json, write_manifest, write_text
+    from pipelines.evaluate.gate import bless
+    from pipelines.ranking.scoring import test_set
+    from pipelines.evaluate.report import render_report
+    from pipelines.profiles.build import load_profiles
+
+    k = settings.k
+    ks = sorted({*settings.ks, k})
+    profiles = load_profiles(paths.profiles)
+    source = read_json(Path(paths.profiles) / "manifest.json")
+    split = test_set(profiles.sequences)
+    ranks, champion_version = rank_all_models(settings, paths, profiles, split, max(ks))
+    analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks)
+    models = {name: result["metrics"] for name, result in analysis["models"].items()}
+    blessing = bless(settings.gate, analysis, k=k, ks=ks)
+    blessing.update(champion_version=champion_version, logical_date=source["logical_date"])
+    log.info("decision: %s (%s)", blessing["decision"], blessing["reason"])
+
+    reports = Path(paths.reports)
+    evaluation = {
+        "logical_date": source["logical_date"], "data_interval": source["data_interval"], "k": k, "ks": ks,
+        "champion_version": champion_version, "candidate_name": "candidate", **analysis,
+        "history": (champion_history(paths.registry_url, Path(paths.artifact_store), k)
+                    + tonight_champion(analysis, champion_version, source, k)),
+        "curve": read_curve(reports / "finetune" / "curve.csv"),
+        "data_summary": data_summary(profiles, split),
+        "blessing": blessing,
+    }
+    with atomic_dir(Path(paths.evaluate)) as staging:
+        write_json(staging / "blessing.json", blessing)
+        write_json(staging / "metrics.json", models)
+        write_json(staging / "evaluation.json", evaluation)
+        write_manifest(staging, stage="evaluate", logical_date=source["logical_date"],
+                       data_interval=source["data_interval"], params=settings.model_dump(),
+                       candidate_manifest=read_json(Path(paths.candidate) / "manifest.json")["files"])
+    write_dvc_reports(reports / "evaluate", evaluation)
+    write_text(reports / "evaluate" / "report.html", render_report(evaluation))
+
+
+def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Profiles, split: EvalSet,
+                    k_max: int) -> tuple[dict[str, ModelRanks], int | None]:
+    """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE."""
+    from pipelines.evaluate.baselines import fit_ease
+    from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
+    from pipelines.model.recommender import load_model, serving_scorer
+
+    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    candidate = load_model(Path(paths.candidate))
+    scorers = {"candidate": serving_scorer(candidate, item_ids, texts)}
+    champion_version, champion, _ = champion_model(paths.registry_url, Path(paths.artifact_store))
+    if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
+        scorers["champion"] = serving_scorer(champion, item_ids, texts)
+    scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
+    if len(item_ids) <= settings.ease_max_items:
+        scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.ease_lambdas, settings.k)
+        log.info("EASE: lambda %g chosen on validation", lam)
+    else:
+        log.info("EASE skipped: %d items exceed evaluate.ease_max_items", len(item_ids))
+    ranks = {}
+    for name, scorer in scorers.items():
+        ranks[name] = rank_eval_set(scorer, split, item_ids, k_max)
+        log.info("%s ranked %d test users", name, len(ranks[name].ranks))
+    return ranks, champion_version
+
+
+def analyse_models(ranks: Mapping[str, ModelRanks], profiles: Profiles, split: EvalSet,
+                   settings: EvaluateParams, *, k: int, ks: list[int]) -> dict[str, Any]:
+    """Metrics with bootstrap intervals, the paired comparison and the slices; logs each model at ``k``."""
+    from pipelines.evaluate.analysis import analyse
+
+    item_ids = list(profiles.items["item_id"])
+    popularity = profiles.items["train_count"].to_numpy()
+    n_train_users = max(int((profiles.sequences["train_items"].map(len) > 0).sum()), 1)
+    analysis = analyse(ranks, ks=ks, k=k, n_items=len(item_ids), popularity=popularity,
+                       n_train_users=n_train_users, slices=test_slices(profiles, split, item_ids),
+                       n_resamples=settings.bootstrap_resamples, seed=settings.seed)
+    for name, result in analysis["models"].items():
+        log.info("%s: %s", name, {m: round(v, 4) for m, v in result["metrics"].items() if m.endswith(f"@{k}")})
+    return analysis
+
+
+def test_slices(profiles: Profiles, split: EvalSet, item_ids: list[str]) -> dict:
+    """The test users' slices: activity, the target's popularity, and groups if profiles have them."""
+    import numpy as np
+
+    from pipelines.evaluate.analysis import user_slices
+
+    column = {item: i for i, item in enumerate(item_ids)}
+    tested = profiles.sequences.set_index("user_id").loc[split.user_ids]
+    users = profiles.users.set_index("user_id")
+    groups = list(users.loc[split.user_ids, "group"]) if "group" in users.columns else None
+    return user_slices(tested["train_items"].map(len).to_numpy(),
+                       np.array([column[t] for t in split.targets], dtype=np.int64),
+                       profiles.items["train_count"].to_numpy(), groups)
+
+
+
+def data_summary(profiles: Profiles, split: EvalSet) -> dict[str, int]:
+    """The night's data in the report's words."""
+    return {"users": len(profiles.sequences), "evaluated users": len(split.targets),
+            "items": len(profiles.items["item_id"]),
+            "training interactions": int(profiles.sequences["train_items"].map(len).sum())}
+
+
+def read_curve(path: Path) -> list[dict[str, str]]:
+    """The finetune stage's training curve (curve.csv); none when it is missing."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_dvc_reports(reports: Path, evaluation: Mapping[str, Any]) -> None:
+    """metrics.json for ``dvc metrics diff`` and CSVs for ``dvc plots diff``, night against night."""
+    from pipelines.core.io import write_csv, write_json
+
+    k = evaluation["k"]
+    headline = [f"ndcg@{k}", f"hr@{k}", f"mrr@{k}", f"coverage@{k}"]
+    write_json(reports / "metrics.json", {
+        **{name: {m: result["metrics"][m] for m in headline if m in result["metrics"]}
+           for name, result in evaluation["models"].items()},
+        "candidate_vs_champion": evaluation["paired"], "blessed": evaluation["blessing"]["blessed"],
+    })
+    names = list(evaluation["models"])
+    by_k = [{"k": kk, **{n: evaluation["models"][n]["metrics"][f"ndcg@{kk}"] for n in names}}
+            for kk in evaluation["ks"]]
+    write_csv(reports / "ndcg_by_k.csv", ["k", *names], by_k)
+    by_slice = [{"slice": s, "users": v["users"], **{n: v["models"][n][f"ndcg@{k}"] for n in names}}
+                for s, v in evaluation["slices"].items()]
+    write_csv(reports / "ndcg_by_slice.csv", ["slice", "users", *names], by_slice)
