@@ -17,9 +17,10 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
 the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
 
-**Exit codes**: `0` success; `3` not retryable (failed validation, failed gate, bad
-configuration): the task fails at once; any other code is treated as transient and retried
-(2 retries, exponential backoff from 2 min, at most 30 min).
+**Exit codes**: `0` success; `3` not retryable (failed validation, bad params or gate configuration,
+a bad value): the task fails at once; any other code is treated as transient and retried
+(2 retries, exponential backoff from 2 min, at most 30 min). A refused candidate is no failure:
+promote exits 0 and publish serves the previous champion.
 
 **On failure** (for good, after any retries) a notifier logs the task's failure summary and
 appends it to `state/notifications.jsonl`; a failed validation names each failed expectation

@@ -1,6 +1,6 @@
 """StageOperator: runs one pipeline stage's command line, the same one dvc.yaml runs.
 
-Exit codes follow tasks/common.py: 0 ok, 3 non-retryable (bad data, failed gate, bad
+Exit codes follow tasks/common.py: 0 ok, 3 non-retryable (bad data, bad params or gate
 configuration) -> AirflowFailException (no retry), anything else -> AirflowException (retried).
 Imports stay light: this module is loaded whenever the DAG file is parsed.
 """

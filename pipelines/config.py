@@ -21,7 +21,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,8 +31,8 @@ from pipelines.core.io import NonRetryableError
 # Connection URLs may come from the environment instead of the file (secrets never live in git).
 ENV_OVERRIDES = {"warehouse_url": "RETRAIN_WAREHOUSE_URL", "registry_url": "RETRAIN_REGISTRY_URL"}
 
-PositiveInt = Field(ge=1)
-Share = Field(ge=0.0, le=1.0)
+PositiveInt = Annotated[int, Field(ge=1)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ParamsError(NonRetryableError):
@@ -86,23 +86,23 @@ class PathsParams(Section):
 
 class DemoDataParams(Section):
     seed: int
-    n_users: int = PositiveInt
-    n_items: int = PositiveInt
-    n_groups: int = PositiveInt
-    n_categories: int = PositiveInt
+    n_users: PositiveInt
+    n_items: PositiveInt
+    n_groups: PositiveInt
+    n_categories: PositiveInt
     start_date: str
-    days: int = PositiveInt
+    days: PositiveInt
     events_per_user_per_day: float = Field(gt=0)
 
     _date = field_validator("start_date", mode="before")(_iso_date)
 
 
 class ExtractParams(Section):
-    interval_days: int = PositiveInt
+    interval_days: PositiveInt
     window_days: int = Field(ge=0)
     lookback_days: int = Field(ge=0)
-    read_workers: int = PositiveInt
-    connect_attempts: int = PositiveInt
+    read_workers: PositiveInt
+    connect_attempts: PositiveInt
     connect_backoff_s: float = Field(ge=0)
     connect_max_backoff_s: float = Field(ge=0)
     mapping: dict[str, Any]
@@ -128,12 +128,12 @@ class ExtractParams(Section):
 class DriftParams(Section):
     min_rows: int = Field(ge=0)
     popularity_smoothing: float = Field(gt=0)
-    max_event_mix_tv: float = Share
-    max_popularity_js: float = Share
-    max_activity_js: float = Share
+    max_event_mix_tv: Share
+    max_popularity_js: Share
+    max_activity_js: Share
     new_share_min_nights: int = Field(ge=0)
-    max_new_user_share: float = Share
-    max_new_item_share: float = Share
+    max_new_user_share: Share
+    max_new_item_share: Share
 
 
 class ValidateParams(Section):
@@ -142,14 +142,14 @@ class ValidateParams(Section):
     max_staleness_hours: float = Field(gt=0)
     rating_min: float
     rating_max: float
-    volume_nights: int = PositiveInt
+    volume_nights: PositiveInt
     volume_min_nights: int = Field(ge=0)
     volume_min_ratio: float = Field(ge=0)
     volume_max_ratio: float = Field(gt=0)
     max_user_share: float = Field(gt=0, le=1)
     user_share_min_rows: int = Field(ge=0)
     title_min_chars: int = Field(ge=0)
-    title_max_chars: int = PositiveInt
+    title_max_chars: PositiveInt
     drift: DriftParams
     # Checked entry by entry by the validate stage (its errors name validate.accept[i]).
     accept: list[dict[str, Any]]
@@ -166,24 +166,24 @@ class ValidateParams(Section):
 class ProfilesParams(Section):
     min_user_interactions: int = Field(ge=3)  # a train item, a validation item and a test item
     profile_items: int = Field(ge=0)
-    max_text_chars: int = PositiveInt
+    max_text_chars: PositiveInt
 
 
 class FinetuneParams(Section):
     base_model: str
-    max_text_tokens: int = PositiveInt
-    lora_rank: int = PositiveInt
-    lora_alpha: int = PositiveInt
+    max_text_tokens: PositiveInt
+    lora_rank: PositiveInt
+    lora_alpha: PositiveInt
     lora_dropout: float = Field(ge=0, lt=1)
     lora_target_modules: list[str] = Field(min_length=1)
     lora_layers: list[int] = Field(min_length=1)
-    hidden_dim: int = PositiveInt
-    num_layers: int = PositiveInt
-    num_heads: int = PositiveInt
+    hidden_dim: PositiveInt
+    num_layers: PositiveInt
+    num_heads: PositiveInt
     dropout: float = Field(ge=0, lt=1)
     attention_dropout: float = Field(ge=0, lt=1)
     max_seq_len: int = Field(ge=2)
-    batch_size: int = PositiveInt
+    batch_size: PositiveInt
     text_items_per_step: int = Field(ge=0)
     text_refresh_steps: int = Field(ge=0)
     learning_rate: float = Field(gt=0)
@@ -191,15 +191,15 @@ class FinetuneParams(Section):
     lr_schedule: Literal["constant", "linear", "cosine"]
     warmup_steps: int = Field(ge=0)
     weight_decay: float = Field(ge=0)
-    epochs: int = PositiveInt
+    epochs: PositiveInt
     max_steps: int = Field(ge=0)
     budget_minutes: float = Field(ge=0)
     device: Literal["auto", "cuda", "cpu"]
-    grad_accumulation_steps: int = PositiveInt
+    grad_accumulation_steps: PositiveInt
     checkpoint_every_steps: int = Field(ge=0)  # 0: no checkpoints
     warm_start: bool
     export_merged: bool
-    patience: int = PositiveInt
+    patience: PositiveInt
     seed: int
 
     @model_validator(mode="after")
@@ -210,9 +210,9 @@ class FinetuneParams(Section):
 
 
 class EvaluateParams(Section):
-    k: int = PositiveInt
+    k: PositiveInt
     ks: list[int] = Field(min_length=1)
-    bootstrap_resamples: int = PositiveInt
+    bootstrap_resamples: PositiveInt
     seed: int
     ease_lambdas: list[float] = Field(min_length=1)
     ease_max_items: int = Field(ge=0)
@@ -235,7 +235,7 @@ class EvaluateParams(Section):
 
 
 class PublishParams(Section):
-    k: int = PositiveInt
+    k: PositiveInt
 
 
 class Params(Section):

@@ -97,3 +97,15 @@ def test_the_allowed_imports_have_no_cycle():
                    for nxt in ALLOWED_IMPORTS[start])
 
     assert [name for name in ALLOWED_IMPORTS if reaches(name, name)] == []
+
+
+def test_pyproject_lists_every_package_and_data_folder():
+    """setuptools ships only the listed packages: a new stage package left out would be missing from
+    the wheel (the Docker image) while every test here passes from the source tree."""
+    import tomllib
+
+    listed = set(tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {path.parent for root in ("tasks", "pipelines")
+               for path in (PROJECT_ROOT / root).rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    on_disk = {".".join(folder.relative_to(PROJECT_ROOT).parts) for folder in folders}
+    assert listed == on_disk
