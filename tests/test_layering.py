@@ -53,6 +53,7 @@ ALLOWED_IMPORTS = {
     "core": set(),
     "datasets": {"core"},
     "ranking": {"core"},
+    "groups": {"ranking"},  # group lists and metrics over member scores
     "extract": {"core"},
     "registry": {"core"},
     "validate": {"core", "extract", "registry"},  # releases a failed night's days; audits acceptances
@@ -60,7 +61,7 @@ ALLOWED_IMPORTS = {
     "model": {"core", "ranking", "profiles", "registry"},  # validation ranking; warm start from the champion
     "evaluate": {"core", "ranking", "model", "profiles", "registry"},
     "publish": {"core", "ranking", "model", "profiles", "registry"},
-    "config": {"core", "extract", "validate", "profiles", "model", "evaluate", "publish", "registry"},
+    "config": {"core", "extract", "validate", "profiles", "model", "evaluate", "publish", "registry", "groups"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Group recommendation: interest groups, group lists from member scores, group evaluation."""

@@ -1,0 +1,62 @@
+"""Group recommendation judged with the care of the user metrics: the full catalogue ranked, the
+group's own history excluded, ties counted against the target.
+
+Two protocols:
+
+- **a group's own choice** (explicit groups with group events): one case per (group, held-out
+  item); the item's rank in the group's ranking gives NDCG@k and HR@k;
+- **member-level relevance** (groups built from individual users, Kaya et al., RecSys 2020): the
+  group gets one ranking, and each member's held-out item is relevant to it; per group, the mean
+  of the members' NDCG@k (mean-member) and the lowest (least-satisfied member).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from pipelines.ranking.metrics import ranks_from_scores
+
+
+def target_ranks(scores: np.ndarray, targets: Sequence[int], excluded: Sequence[Iterable[int]]) -> np.ndarray:
+    """Pessimistic 0-based rank of each row's target column among the columns not excluded.
+
+    Args:
+        scores: (cases, items), higher is better; a group with several held-out items is one row each.
+        targets: the relevant column of each row (never excluded, even when also in its history).
+        excluded: per row, the columns taken out of the ranking (the group's history).
+    """
+    if len(targets) != len(scores):
+        raise ValueError(f"{len(targets)} targets for {len(scores)} rows of scores")
+    if not len(targets):
+        return np.empty(0, dtype=np.int64)
+    return ranks_from_scores(scores, [[int(t)] for t in targets], excluded)[:, 0]
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per case, NDCG@k of one relevant item at 0-based ``ranks``: 1 / log2(rank + 2) inside the top
+    k, else 0. Range [0, 1]."""
+    ranks = np.asarray(ranks)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def hit_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per case, 1.0 when the relevant item is in the top k, else 0.0. Range {0, 1}."""
+    return (np.asarray(ranks) < k).astype(np.float64)
+
+
+def member_satisfaction(group_scores: np.ndarray, member_targets: Sequence[int], excluded: Iterable[int],
+                        k: int) -> tuple[float, float]:
+    """One group's (mean-member, least-satisfied-member) NDCG@k: its one ranking ``group_scores``
+    (items,), each member's held-out column, the group's excluded columns. Both in [0, 1].
+
+    Raises:
+        ValueError: a group without members.
+    """
+    if not len(member_targets):
+        raise ValueError("a group needs at least one member with a held-out item")
+    excluded = list(excluded)
+    rows = np.repeat(np.asarray(group_scores, dtype=np.float64)[None, :], len(member_targets), axis=0)
+    per_member = ndcg_at_k(target_ranks(rows, member_targets, [excluded] * len(member_targets)), k)
+    return float(per_member.mean()), float(per_member.min())
