@@ -8,7 +8,7 @@ from the groups' training pairs; one eigendecomposition of the Gram matrix serve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,8 +72,8 @@ def member_ease(member_rows: Mapping[str, np.ndarray], weights: np.ndarray, case
     return np.vstack([by_group[g] for g in cases.groups])
 
 
-def choose_lambda(family: EaseFamily, lambdas: Sequence[float], score: callable, cases: Cases, k: int
-                  ) -> tuple[float, dict[float, float]]:
+def choose_lambda(family: EaseFamily, lambdas: Sequence[float], score: Callable[[np.ndarray], np.ndarray],
+                  cases: Cases, k: int) -> tuple[float, dict[float, float]]:
     """The L2 weight with the best validation NDCG@k (the first of equals) and the whole curve."""
     curve = {float(lam): metrics(score(family.weights(lam)), cases, k)[f"ndcg@{k}"] for lam in lambdas}
     return max(curve, key=curve.get), curve
