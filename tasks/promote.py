@@ -1,11 +1,7 @@
 """Stage promote: register the candidate; it becomes champion only with a blessing.
 
-Steps, each safe to interrupt: read the inputs; record the night in DVC (``dvc commit`` and
-``dvc push`` of every stage's outputs; ``pipelines/registry/snapshot.py``); register (the registry stores the artifact,
-then inserts the version, its audit entry and the champion move in one transaction); write
-``decision.json`` through an atomic directory. A rerun of the night finds its version by
-(artifact hash, date) and writes nothing twice, so a run killed at any point is finished by
-running it again.
+Each step is safe to interrupt, and a rerun of the night finishes what a killed run started
+(pipelines/registry/promote.py says how).
 """
 
 from __future__ import annotations
