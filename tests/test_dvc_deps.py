@@ -16,7 +16,10 @@ from tests.conftest import PROJECT_ROOT
 from tests.imports import import_nodes
 
 PROJECT_PACKAGES = ("tasks", "pipelines")
-PACKAGE_DATA = {"pipelines/validate/suites.py": ["pipelines/validate/expectations"]}  # files read at run time
+# Files a module reads at run time (not imports): the suites, the report's templates, Alembic's revisions.
+PACKAGE_DATA = {"pipelines/validate/suites.py": ["pipelines/validate/expectations"],
+                "pipelines/evaluate/report.py": ["pipelines/evaluate/templates"],
+                "pipelines/registry/migrations/__init__.py": ["pipelines/registry/migrations/versions"]}
 
 
 def module_file(module: str) -> Path | None:
