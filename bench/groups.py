@@ -65,15 +65,15 @@ def run(dataset_dir: Path, lambdas: list[float], seed: int) -> dict[str, Any]:
     catalogue = sorted(set().union(*(set(t["item_id"]) for t in tables)))
     column = {item: i for i, item in enumerate(catalogue)}
     n_items = len(catalogue)
-    group_train = {g: [column[i] for i in frame["item_id"]] for g, frame in data.group_train.groupby("group_id")}
-    group_train.update({g: [] for g in data.members if g not in group_train})
+    group_items = data.group_train.groupby("group_id")["item_id"].agg(list).to_dict()
+    group_train = {g: [column[i] for i in group_items.get(g, [])] for g in data.members}
     users = sorted({u for members in data.members.values() for u in members})
     user_train = {u: [column[i] for i in frame["item_id"]] for u, frame in data.user_train.groupby("user_id")}
     user_rows = gb.binary_rows([user_train.get(u, []) for u in users], n_items)
     member_rows = {g: gb.binary_rows([user_train.get(u, []) for u in members], n_items)
                    for g, members in data.members.items()}
 
-    member_items = {g: {i for u in members for i in user_train.get(u, [])} for g, members in data.members.items()}
+    member_items = {g: {column[i] for i in items} for g, items in data.member_items().items()}
     fit, held_out = split_validation(group_train, member_items, seed)
     if not held_out and len(lambdas) > 1:
         raise SystemExit("no group has a training item to hold out for validation (two or more items, one of "
@@ -91,11 +91,11 @@ def run(dataset_dir: Path, lambdas: list[float], seed: int) -> dict[str, Any]:
     results["MostPop"] = gb.metrics(gb.most_popular(popularity, test), test, K)
 
     started = time.perf_counter()
-    stacked = gb.EaseFamily(np.vstack([gb.binary_rows(list(fit.values()), n_items), user_rows]))
-    fit_rows = {g: gb.binary_rows([items], n_items)[0] for g, items in fit.items()}
+    fit_rows = dict(zip(fit, gb.binary_rows(list(fit.values()), n_items)))
+    stacked = gb.EaseFamily(np.vstack([*fit_rows.values(), user_rows]))
     lam, curve = gb.choose_lambda(stacked, lambdas, lambda w: gb.group_ease(fit_rows, w, valid), valid, K)
-    final = gb.EaseFamily(np.vstack([gb.binary_rows(list(group_train.values()), n_items), user_rows]))
-    all_rows = {g: gb.binary_rows([items], n_items)[0] for g, items in group_train.items()}
+    all_rows = dict(zip(group_train, gb.binary_rows(list(group_train.values()), n_items)))
+    final = gb.EaseFamily(np.vstack([*all_rows.values(), user_rows]))
     results["GroupEASE"] = {**gb.metrics(gb.group_ease(all_rows, final.weights(lam), test), test, K),
                             "lambda": lam, "validation": curve, "seconds": round(time.perf_counter() - started, 1)}
     progress(f"GroupEASE: {results['GroupEASE']}")

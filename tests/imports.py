@@ -26,3 +26,17 @@ def import_nodes(path: Path) -> Iterator[ast.Import | ast.ImportFrom]:
             pending.extend(node.orelse)
         else:
             pending.extend(ast.iter_child_nodes(node))
+
+
+def imported_names(path: Path, *, with_members: bool = False) -> set[str]:
+    """The absolute module names ``path`` imports; ``with_members`` adds ``module.name`` for each
+    ``from module import name`` (a submodule, where it is one)."""
+    names = set()
+    for node in import_nodes(path):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            if with_members:
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names

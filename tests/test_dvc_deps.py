@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-from tests.imports import import_nodes
+from tests.imports import imported_names
 
 PROJECT_PACKAGES = ("tasks", "pipelines")
 # Files a module reads at run time (not imports): the suites, the report's templates, Alembic's revisions.
@@ -33,15 +33,8 @@ def module_file(module: str) -> Path | None:
 
 def imported_modules(path: Path) -> set[str]:
     """Every project module ``path`` imports, at any depth of the code, with the packages above it."""
-    found = set()
-    for node in import_nodes(path):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodules, where they are
     modules = set()
-    for name in found:
+    for name in imported_names(path, with_members=True):
         if name.split(".")[0] not in PROJECT_PACKAGES:
             continue
         parts = name.split(".")
@@ -95,7 +88,7 @@ def test_every_code_dep_is_imported_by_its_stage(dvc_stages):
 def test_the_closure_follows_imports_inside_functions(tmp_path):
     """The property the deps rely on, on the real tree: a lazy import is part of the closure."""
     closure = import_closure("tasks.finetune")
-    assert "pipelines/model/training.py" in closure  # imported inside finetune's stage function
+    assert "pipelines/model/training.py" in closure  # imported only inside run_finetune
     assert "tasks/common.py" in closure and "pipelines/__init__.py" in closure
     assert not any(f.startswith("pipelines/datasets/") for f in closure)  # never part of a night
 

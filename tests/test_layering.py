@@ -1,21 +1,10 @@
 """Imports go dags -> tasks -> pipelines; `tasks` and `pipelines` are this repository's."""
 
-import ast
 import subprocess
 import sys
 
 from tests.conftest import PROJECT_ROOT
-from tests.imports import import_nodes
-
-
-def imported_modules(path) -> set[str]:
-    names = set()
-    for node in import_nodes(path):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+from tests.imports import imported_names as imported_modules
 
 
 def test_pipelines_never_import_airflow_or_tasks():

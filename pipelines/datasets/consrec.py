@@ -52,6 +52,17 @@ class GroupDataset:
         marked = self.group_test.merge(seen, on=["group_id", "item_id"], how="left", indicator=True)
         return self.group_test[(marked["_merge"] == "both").to_numpy()]
 
+    def member_items(self) -> dict[str, set[str]]:
+        """Per group, every item any of its members has in their own training pairs."""
+        by_user = self.user_train.groupby("user_id")["item_id"].agg(set).to_dict()
+        return {group: set().union(*(by_user.get(u, set()) for u in users)) for group, users in self.members.items()}
+
+    def in_member_history(self, pairs: pd.DataFrame) -> pd.Series:
+        """For each (group_id, item_id) row, whether a member of the group has the item in their history."""
+        seen = self.member_items()
+        return pd.Series([item in seen.get(group, set()) for group, item in zip(pairs["group_id"], pairs["item_id"])],
+                         index=pairs.index, dtype=bool)
+
     def group_test_cases(self) -> pd.DataFrame:
         """One case per (group, test item), leaking pairs dropped: what the full-ranking protocol scores."""
         leaking = self.leaking_test_pairs()

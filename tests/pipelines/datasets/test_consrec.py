@@ -40,6 +40,12 @@ def test_reads_every_file_with_ids_as_strings(tmp_path):
     assert data.item_names == {"100": "Toy Story", "101": "Heat, Part 2"}
 
 
+def test_member_items_are_what_any_member_has_in_their_own_history(tmp_path):
+    data = load_consrec(write_layout(tmp_path))
+    assert data.member_items() == {"1": {"100", "105"}, "2": {"102"}}
+    assert data.in_member_history(data.group_train).tolist() == [True, False, True]
+
+
 def test_known_flaws_are_counted_not_hidden(tmp_path):
     data = load_consrec(write_layout(tmp_path))
     assert data.duplicates["groupRatingTrain.txt"] == 1
@@ -80,3 +86,8 @@ def test_camra2011_as_published():
     assert data.duplicates["groupRatingTrain.txt"] > 0  # the known duplicated training pairs
     share = len(data.leaking_test_pairs()) / len(data.group_test)
     assert 0.3 < share < 0.5  # about 40% of the group test pairs are in the group's training pairs
+    # No test item is in a member's own history; most of the groups' training items are (bench/README.md).
+    assert int(data.in_member_history(data.group_test_cases()).sum()) == 0
+    assert len(data.group_test_cases()) == 868
+    train_seen = data.in_member_history(data.group_train)
+    assert (int(train_seen.sum()), len(train_seen)) == (94775, 113914)  # 83.2%
