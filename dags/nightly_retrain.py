@@ -10,9 +10,9 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 | validate | Great Expectations suite; **stops the run** on bad data |
 | profiles | leave-last-out split, user sequences, user and item texts |
 | finetune | LoRA fine-tuning (queue `gpu`) |
-| evaluate | candidate vs champion and baselines -> BLESSED / NOT_BLESSED with reasons |
+| evaluate | candidate vs champion and baselines, interest groups and group lists -> BLESSED / NOT_BLESSED with reasons |
 | promote | **the gate**: registers the candidate as champion only if blessed |
-| publish | the champion's top-K recommendations per user -> warehouse |
+| publish | the champion's top-K per user and per group, its interest groups -> warehouse |
 
 Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
 the same command as `dvc.yaml`, so `dvc repro` reproduces any night.

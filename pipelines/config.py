@@ -93,6 +93,7 @@ class DemoDataParams(Section):
     start_date: str
     days: PositiveInt
     events_per_user_per_day: float = Field(gt=0)
+    n_households: int = Field(ge=0)  # explicit groups (group_members, group_events); 0: no group tables
 
     _date = field_validator("start_date", mode="before")(_iso_date)
 
@@ -110,10 +111,10 @@ class ExtractParams(Section):
     @field_validator("mapping")
     @classmethod
     def _mapping(cls, mapping: dict[str, Any]) -> dict[str, Any]:
-        from pipelines.core.warehouse import parse_mapping
+        from pipelines.extract.mapping import parse_extract_mapping
 
         try:
-            parse_mapping(mapping)
+            parse_extract_mapping(mapping)
         except NonRetryableError as exc:  # its message names the key; reported with the other problems
             raise ValueError(str(exc)) from None
         return mapping
@@ -238,6 +239,36 @@ class PublishParams(Section):
     k: PositiveInt
 
 
+class GroupsParams(Section):
+    """Interest groups, group recommendations and cold-user backoff (evaluate chooses, publish serves)."""
+
+    n_groups: int = Field(ge=0)  # 0: chosen by silhouette between 2 and max_groups
+    max_groups: int = Field(ge=2)
+    min_group_size: PositiveInt
+    strategies: list[Literal["average", "least_misery", "most_pleasure", "borda", "gfar"]] = Field(min_length=1)
+    relevant_items: PositiveInt
+    sampled_group_sizes: list[int] = Field(min_length=1)
+    sampled_groups: int = Field(ge=0)
+    backoff_strengths: list[float] = Field(min_length=1)
+    profile_items: PositiveInt
+    profile_categories: PositiveInt
+    seed: int
+
+    @field_validator("sampled_group_sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        if any(size < 2 for size in sizes):
+            raise ValueError(f"a group has at least 2 members, got {sizes}")
+        return sizes
+
+    @field_validator("backoff_strengths")
+    @classmethod
+    def _strengths(cls, strengths: list[float]) -> list[float]:
+        if any(c < 0 for c in strengths):
+            raise ValueError(f"every backoff strength must be >= 0 (0 = no backoff), got {strengths}")
+        return strengths
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
@@ -250,6 +281,7 @@ class Params(Section):
     finetune: FinetuneParams
     evaluate: EvaluateParams
     publish: PublishParams
+    groups: GroupsParams
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -15,7 +15,7 @@ from tasks.common import run_stage, stage_parser
 
 
 def evaluate_stage(args: argparse.Namespace, params: Params) -> None:
-    run_evaluate(params.evaluate, params.paths)  # the night is the profiles' (their manifest's logical date)
+    run_evaluate(params.evaluate, params.paths, params.groups)  # the night is the profiles' (their manifest's logical date)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from tasks.common import parse_date, run_stage, stage_parser
 
 
 def publish_stage(args: argparse.Namespace, params: Params) -> None:
-    run_publish(parse_date(args.logical_date).isoformat(), params.publish, params.paths, os.environ)
+    run_publish(parse_date(args.logical_date).isoformat(), params.publish, params.paths, os.environ, params.groups)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,8 +48,8 @@ ALLOWED_IMPORTS = {
     "validate": {"core", "extract", "registry"},  # releases a failed night's days; audits acceptances
     "profiles": {"core", "validate"},  # reads the validated extract
     "model": {"core", "ranking", "profiles", "registry"},  # validation ranking; warm start from the champion
-    "evaluate": {"core", "ranking", "model", "profiles", "registry"},
-    "publish": {"core", "ranking", "model", "profiles", "registry"},
+    "evaluate": {"core", "ranking", "model", "profiles", "registry", "groups"},
+    "publish": {"core", "ranking", "model", "profiles", "registry", "groups"},
     "config": {"core", "extract", "validate", "profiles", "model", "evaluate", "publish", "registry", "groups"},
 }
 

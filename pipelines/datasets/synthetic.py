@@ -3,14 +3,20 @@
 The data come from a small latent model, so that a sequential recommender has something to
 learn that popularity alone does not capture:
 
-* users belong to interest groups; each group prefers some item categories (a low-concentration
-  Dirichlet, so groups differ), and these preferences drift slowly from night to night;
+* users belong to interest groups; each group mostly prefers its own "home" categories, the
+  rest of its preference is a low-concentration Dirichlet that drifts slowly from night to night,
+  and each group has favourite items of its own (a log-normal boost per group and item), so that
+  the groups are distinct communities the model can find (``planted_interest_groups``);
 * items have one or two categories, a long-tail popularity, and a few fixed "successor" items
   (mostly in the same category, like sequels), which users tend to pick next;
-* users and items keep appearing during the period, so each night brings new ones.
+* users and items keep appearing during the period, so each night brings new ones;
+* optionally, explicit groups: households of 2-4 users, mostly of one interest group, choosing
+  items together from their members' blended preferences (tables ``group_members`` and
+  ``group_events``).
 
 Everything is drawn from one ``numpy.random.Generator(seed)`` in a fixed order, so the same
-arguments always give identical rows.
+arguments always give identical rows. Households are drawn last: with or without them, users,
+items and interactions are the same.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -32,7 +39,9 @@ INSERT_CHUNK_ROWS = 50_000
 # the sizes, and these shapes are what the tests (and the models downstream) rely on.
 GROUP_CONCENTRATION = 0.3  # Dirichlet alpha of group category preferences: low = peaky, distinct
 PREFERENCE_FLOOR = 0.03  # share of every group's preference spread evenly over all categories
-MAIN_GROUP_WEIGHT = 0.85  # the rest of a user's interest is spread over all groups
+HOME_CATEGORY_SHARE = 0.9  # of a group's preference, on its home categories (c % n_groups == group)
+GROUP_FAVOURITE_SIGMA = 1.0  # log-normal spread of a group's own liking of each item
+MAIN_GROUP_WEIGHT = 0.95  # the rest of a user's interest is spread over all groups
 DRIFT_HORIZON_DAYS = 90  # days until group preferences have fully moved to their second draw
 ZIPF_EXPONENT = 1.0  # item popularity weight ~ 1 / rank**s
 SUCCESSORS_PER_ITEM = 3
@@ -45,6 +54,10 @@ NEW_ITEM_SHARE = 0.15  # items whose created_at falls inside the period
 NEW_USER_SHARE = 0.2  # users who join during the period
 EVENT_TYPES = ("view", "click", "like", "purchase")
 EVENT_TYPE_PROBS = (0.7, 0.15, 0.1, 0.05)
+HOUSEHOLD_SIZES = (2, 3, 4)
+HOUSEHOLD_SIZE_PROBS = (0.45, 0.35, 0.2)
+HOUSEHOLD_SAME_GROUP = 0.85  # chance that a further member shares the first member's main interest group
+HOUSEHOLD_EVENTS_PER_DAY = 0.12  # Poisson mean of a household's joint events per day: a few over the period
 
 # Category name -> (title adjectives, title nouns), space-separated. Categories beyond these
 # get generic words.
@@ -88,6 +101,7 @@ class _World:
     item_created: np.ndarray  # (items,), seconds since start_date (negative: before it)
     successors: np.ndarray  # (items, SUCCESSORS_PER_ITEM) item indices
     group_prefs: np.ndarray  # (days, groups, categories): drifting category preferences
+    group_favourites: np.ndarray  # (groups, items): each group's own liking of each item, mean about 1
     user_groups: np.ndarray  # (users, groups): each row sums to 1, mostly the main group
     user_created: np.ndarray  # (users,), seconds since start_date
     user_activity: np.ndarray  # (users,), multiplier of the event rate, mean about 1
@@ -104,11 +118,13 @@ def generate_warehouse(
     start_date: str | date,
     days: int,
     events_per_user_per_day: float,
+    n_households: int | None = None,
 ) -> dict[str, int]:
     """Generates a synthetic users/items/interactions warehouse into ``url``.
 
-    The three canonical tables are created if needed and their rows replaced in one
-    transaction; other tables (``recommendations``, ...) are left alone.
+    The three canonical tables (and with ``n_households`` the two group tables) are created if
+    needed and their rows replaced in one transaction; other tables (``recommendations``, ...)
+    are left alone. Without households the group tables are absent.
 
     Args:
         url: SQLAlchemy URL of the warehouse.
@@ -118,6 +134,8 @@ def generate_warehouse(
             midnight (naive UTC).
         days: length of the period with events.
         events_per_user_per_day: mean of each active user's daily Poisson event count.
+        n_households: explicit groups of 2-4 users with their joint events; 0 or None (callers
+            that predate groups) writes no group tables.
 
     Returns:
         Row counts per table, e.g. ``{"users": 600, "items": 400, "interactions": 12000}``.
@@ -125,6 +143,8 @@ def generate_warehouse(
     _check_sizes(n_users=n_users, n_items=n_items, n_groups=n_groups, n_categories=n_categories, days=days)
     if events_per_user_per_day < 0:
         raise ValueError(f"events_per_user_per_day must be >= 0, got {events_per_user_per_day}")
+    if n_households is not None and n_households < 0:
+        raise ValueError(f"n_households must be >= 0, got {n_households}")
     start = (
         datetime.combine(start_date, datetime.min.time())
         if isinstance(start_date, date)
@@ -137,32 +157,61 @@ def generate_warehouse(
     users = _user_columns(rng, world, start)
     items = _item_columns(rng, world, start)
     interactions = _simulate_interactions(rng, world, start, days=days, rate=events_per_user_per_day)
-    return replace_canonical_tables(url, users=users, items=items, interactions=interactions)
+    groups = _household_tables(rng, world, start, days=days, n_households=n_households) if n_households \
+        else {"group_members": None, "group_events": None}  # no group tables at all
+    return replace_canonical_tables(url, users=users, items=items, interactions=interactions, **groups)
+
+
+def planted_interest_groups(*, seed: int, n_users: int, n_items: int, n_groups: int, n_categories: int,
+                            days: int, **_: Any) -> dict[str, int]:
+    """The interest group each user mainly belongs to (``MAIN_GROUP_WEIGHT`` of their interest),
+    as ``generate_warehouse`` with the same arguments plants it: the truth discovered groups are
+    scored against. Extra keyword arguments (the rest of ``demo_data``) are ignored.
+    """
+    _check_sizes(n_users=n_users, n_items=n_items, n_groups=n_groups, n_categories=n_categories, days=days)
+    world = _draw_world(np.random.default_rng(seed), n_users=n_users, n_items=n_items, n_groups=n_groups,
+                        n_categories=n_categories, days=days)  # the generator's first draws, in its order
+    return dict(zip(world.user_ids, np.argmax(world.user_groups, axis=1).tolist()))
 
 
 Columns = Mapping[str, Sequence[Any]]  # column name -> values, one per row
+NO_ROWS: Columns = MappingProxyType({})  # an empty table
 
 
-def replace_canonical_tables(url: str, *, users: Columns, items: Columns, interactions: Columns) -> dict[str, int]:
-    """Replaces all rows of users, items and interactions in one transaction.
+def replace_canonical_tables(url: str, *, users: Columns, items: Columns, interactions: Columns,
+                             group_members: Columns | None = NO_ROWS, group_events: Columns | None = NO_ROWS
+                             ) -> dict[str, int]:
+    """Replaces all rows of the canonical tables, the group tables included, in one transaction.
 
-    The tables are created first if missing. A failure anywhere rolls back all three, so a
-    reader never sees interactions without their users or items. Other tables are untouched.
+    The tables are created first if missing. A failure anywhere rolls back all of them, so a
+    reader never sees interactions without their users or items. A source without groups (a
+    MovieLens import) leaves the group tables empty, so the shipped mapping reads it as it is;
+    ``None`` for both drops them instead (an earlier load's members would name users no longer
+    there). Other tables are untouched.
 
     Args:
         url: SQLAlchemy URL of the warehouse.
         users, items, interactions: each a mapping of column name to the column's values
             (plain Python values; numpy arrays and pandas Series are converted).
+        group_members, group_events: the same for the group tables (no rows by default); both
+            None: no group tables.
 
     Returns:
-        Row counts per table.
+        Row counts per table written.
     """
+    if (group_members is None) != (group_events is None):
+        raise ValueError("group_members and group_events are written together or not at all")
     tables = {schema.users: users, schema.items: items, schema.interactions: interactions}
+    if group_members is not None and group_events is not None:
+        tables.update({schema.group_members: group_members, schema.group_events: group_events})
     counts = {table.name: _row_count(table, columns) for table, columns in tables.items()}
     engine = sa.create_engine(url)
     try:
-        schema.create_warehouse_tables(engine)
+        schema.create_warehouse_tables(engine, groups=group_members is not None)
         with engine.begin() as conn:
+            if group_members is None:
+                for table in reversed(schema.group_metadata.sorted_tables):
+                    table.drop(conn, checkfirst=True)
             # Secondary indexes are rebuilt once after the load: maintaining them row by row
             # made a 1M-row import several times slower. DDL is transactional in SQLite and
             # PostgreSQL, so a failure also restores them.
@@ -271,6 +320,8 @@ def _draw_world(
         user_created=_draw_created(rng, n_users, NEW_USER_SHARE, days, history_days=730),
         # Gamma(2, 0.5): mean 1, so a few heavy users and many light ones.
         user_activity=rng.gamma(shape=2.0, scale=0.5, size=n_users),
+        group_favourites=np.exp(GROUP_FAVOURITE_SIGMA * rng.standard_normal((n_groups, n_items))
+                                - GROUP_FAVOURITE_SIGMA ** 2 / 2),
     )
 
 
@@ -328,12 +379,19 @@ def _draw_successors(rng: np.random.Generator, item_categories: list[list[int]])
 
 
 def _draw_group_prefs(rng: np.random.Generator, n_groups: int, n_categories: int, days: int) -> np.ndarray:
-    """(days, groups, categories): each group moves from one Dirichlet draw towards another."""
+    """(days, groups, categories): a fixed share on each group's home categories; the rest moves
+    from one Dirichlet draw towards another."""
     alpha = np.full(n_categories, GROUP_CONCENTRATION)
     first = rng.dirichlet(alpha, size=n_groups)
     second = rng.dirichlet(alpha, size=n_groups)
     progress = np.minimum(np.arange(days) / DRIFT_HORIZON_DAYS, 1.0)[:, None, None]
-    prefs = (1.0 - progress) * first[None] + progress * second[None]
+    drifting = (1.0 - progress) * first[None] + progress * second[None]
+    home = np.zeros((n_groups, n_categories))
+    for category in range(n_categories):  # groups beyond the number of categories get no home
+        home[category % n_groups, category] = 1.0
+    home[home.sum(1) == 0, :] = 1.0  # a group without a category of its own: no home preference
+    home /= home.sum(1, keepdims=True)
+    prefs = HOME_CATEGORY_SHARE * home[None] + (1.0 - HOME_CATEGORY_SHARE) * drifting
     return (1.0 - PREFERENCE_FLOOR) * prefs + PREFERENCE_FLOOR / n_categories
 
 
@@ -414,9 +472,7 @@ def _simulate_interactions(
     rng: np.random.Generator, world: _World, start: datetime, *, days: int, rate: float
 ) -> dict[str, list[Any]]:
     """Walks each user's events in time order, each choice depending on the previous item."""
-    # Per day and group, the unnormalised weight of each item: popularity x category affinity.
-    affinity = np.einsum("ic,dgc->dgi", world.item_category_matrix, world.group_prefs)
-    day_group_item = affinity * world.item_popularity[None, None, :]
+    day_group_item = _day_group_item_weights(world)
     n_items = len(world.item_popularity)
     user_idx, item_idx, times, seq = [], [], [], []
     for u, user_times in enumerate(_event_times(rng, world, days, rate)):
@@ -440,6 +496,13 @@ def _simulate_interactions(
             seq.append(len(seq))
     arrays = (np.array(values, dtype=np.int64) for values in (user_idx, item_idx, times, seq))
     return _interaction_columns(rng, world, start, *arrays)
+
+
+def _day_group_item_weights(world: _World) -> np.ndarray:
+    """(days, groups, items): the unnormalised weight of each item per day and interest group
+    (popularity x category affinity x the group's favourites), what every choice is drawn from."""
+    affinity = np.einsum("ic,dgc->dgi", world.item_category_matrix, world.group_prefs) * world.group_favourites
+    return affinity * world.item_popularity[None, None, :]
 
 
 def _follow_successor(rng: np.random.Generator, world: _World, previous: int, available: np.ndarray) -> int:
@@ -480,4 +543,69 @@ def _interaction_columns(
         "event_type": [EVENT_TYPES[k] for k in event_types],
         "rating": [None] * len(order),
         "ts": seconds_to_datetimes(start, times[order]),
+    }
+
+
+def _household_tables(rng: np.random.Generator, world: _World, start: datetime, *, days: int,
+                      n_households: int) -> dict[str, dict[str, list[Any]]]:
+    """Households and their joint events, as the group_members and group_events tables.
+
+    A household forms once its last member has joined (so every member is a known user by then)
+    and nobody leaves it; its events start then.
+    """
+    households = [_draw_household(rng, world) for _ in range(n_households)]
+    group_ids = _make_ids("g", n_households)
+    formed = [int(world.user_created[people].max()) for people in households]
+    sizes = [len(people) for people in households]
+    members = {
+        "group_id": [group_ids[h] for h, size in enumerate(sizes) for _ in range(size)],
+        "user_id": [world.user_ids[u] for people in households for u in people],
+        "joined_at": seconds_to_datetimes(start, [formed[h] for h, size in enumerate(sizes) for _ in range(size)]),
+        "left_at": [None] * sum(sizes),
+    }
+    return {"group_members": members,
+            "group_events": _household_events(rng, world, start, households, formed, group_ids, days)}
+
+
+def _draw_household(rng: np.random.Generator, world: _World) -> np.ndarray:
+    """2-4 distinct users: a first one at random, the others mostly of the same main interest group."""
+    main = np.argmax(world.user_groups, axis=1)
+    n_users = len(main)
+    size = min(int(rng.choice(HOUSEHOLD_SIZES, p=HOUSEHOLD_SIZE_PROBS)), n_users)
+    members = [int(rng.integers(n_users))]
+    same_group = np.flatnonzero(main == main[members[0]])
+    while len(members) < size:
+        pool = same_group if rng.random() < HOUSEHOLD_SAME_GROUP else np.arange(n_users)
+        candidates = np.setdiff1d(pool, members)
+        if len(candidates) == 0:  # no one of the group left: anyone else
+            candidates = np.setdiff1d(np.arange(n_users), members)
+        members.append(int(candidates[rng.integers(len(candidates))]))
+    return np.array(members, dtype=np.int64)
+
+
+def _household_events(rng: np.random.Generator, world: _World, start: datetime, households: list[np.ndarray],
+                      formed: list[int], group_ids: list[str], days: int) -> dict[str, list[Any]]:
+    """A few joint choices per household: Poisson per day once formed, each item drawn from the
+    members' blended interests (the interaction simulation's weights of the day), never twice."""
+    day_group_item = _day_group_item_weights(world)
+    rows: list[tuple[int, int, int]] = []  # (seconds since start, household, item)
+    for h, members in enumerate(households):
+        blend = world.user_groups[members].mean(axis=0)
+        seen = np.zeros(len(world.item_ids), dtype=bool)
+        counts = rng.poisson(HOUSEHOLD_EVENTS_PER_DAY, size=days)
+        for day in range(max(formed[h], 0) // SECONDS_PER_DAY, days):
+            low, high = max(day * SECONDS_PER_DAY, formed[h]), (day + 1) * SECONDS_PER_DAY
+            for t in np.sort(low + (rng.random(counts[day]) * (high - low)).astype(np.int64)):
+                available = (world.item_created <= t) & ~seen
+                item = _sample_weighted(rng, (blend @ day_group_item[day]) * available)
+                if item >= 0:
+                    seen[item] = True
+                    rows.append((int(t), h, item))
+    rows.sort()
+    kinds = rng.choice(len(EVENT_TYPES), size=len(rows), p=EVENT_TYPE_PROBS)
+    return {
+        "group_id": [group_ids[h] for _, h, _ in rows],
+        "item_id": [world.item_ids[i] for _, _, i in rows],
+        "event_type": [EVENT_TYPES[k] for k in kinds],
+        "ts": seconds_to_datetimes(start, [t for t, _, _ in rows]),
     }

@@ -33,6 +33,10 @@ BOOTSTRAP_RULE = (
     "judged and are skipped; the candidate must pass every floor and every check against MostPop"
 )
 SLICE_METRICS = ("ndcg", "hr", "mrr")  # what pipelines.evaluate.analysis.analyse computes per slice
+# What pipelines.evaluate.groups computes at the headline k: sampled groups' mean- and least-satisfied-
+# member NDCG, explicit groups' own held-out choice (absent on a night without explicit groups:
+# a floor on them then fails), cold users with the backoff.
+GROUP_METRICS = ("member_mean_ndcg", "member_min_ndcg", "group_ndcg", "group_hr", "cold_ndcg", "cold_hr")
 _GATE_KEYS = frozenset({"metrics", "slices"})
 _METRIC_KEYS = frozenset({"metric", "floor", "vs_mostpop", "change"})
 _CHANGE_KEYS = frozenset({"min_gain", "max_loss", "relative"})
@@ -55,7 +59,8 @@ class Computed:
 
     @classmethod
     def for_cutoffs(cls, ks: Sequence[int], k: int) -> Computed:
-        return cls(frozenset(f"{name}@{kk}" for name in METRICS for kk in {*ks, k}),
+        return cls(frozenset(f"{name}@{kk}" for name in METRICS for kk in {*ks, k})
+                   | frozenset(f"{name}@{k}" for name in GROUP_METRICS),
                    frozenset(f"{name}@{k}" for name in PER_USER_METRICS),
                    frozenset(f"{name}@{k}" for name in SLICE_METRICS))
 

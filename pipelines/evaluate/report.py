@@ -11,6 +11,9 @@ Jinja2 templates in ``templates/`` (autoescaped) with matplotlib charts as inlin
 * ``#by-k``: NDCG@K (and HR@K where computed at several K) against K, one line per model;
 * ``#deltas``: candidate minus champion, paired per user, with 95% interval whiskers and a zero line;
 * ``#slices``: NDCG@K per user/item slice and model as grouped bars, with the users in each slice;
+* ``#groups``: tonight's interest groups (sizes; per-group quality is in the slices), every group
+  strategy on validation and test with the one chosen, each model's group metrics with intervals,
+  and the cold-user backoff (cold users with and without it, MostPop beside; warm users);
 * ``#history``: the published champion's NDCG@K and HR@K across past nights, versions labelled;
 * ``#training``: training loss and validation NDCG by step;
 * ``#data``: the data summary.
@@ -34,9 +37,11 @@ from pipelines.core.charts import Bar, Series, Style, bar_chart, chart, finite, 
 NA = "n/a"
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("blessing", "Blessing"), ("metrics", "Metrics"), ("by-k", "Metric by K"),
-    ("deltas", "Candidate vs champion"), ("slices", "Slices"), ("history", "Champion across nights"),
+    ("deltas", "Candidate vs champion"), ("slices", "Slices"), ("groups", "Groups"),
+    ("history", "Champion across nights"),
     ("training", "Training"), ("data", "Data"),
 )
+_GROUP_ORDER = ("member_mean_ndcg", "member_min_ndcg", "group_ndcg", "group_hr", "cold_ndcg", "cold_hr")
 # Headline metric families in table order; any other metric@K follows them alphabetically.
 _HEADLINE = ("ndcg", "hr", "mrr", "recall", "precision", "coverage", "novelty", "popularity_bias")
 
@@ -290,6 +295,64 @@ def _slices_view(slices: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | N
             "table": Table(["slice", "users", *(f"{n} {m}" for n in names for m in (ndcg, hr))], rows)}
 
 
+def _groups_view(groups: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | None:
+    if not groups:
+        return None
+    found = _mapping(groups.get("interest_groups"))
+    sizes = [int(size) for size in found.get("sizes", [])]
+    summary = (f"{len(sizes)} interest groups found with the candidate (sizes {', '.join(map(str, sizes))}); "
+               f"{_fmt_plain(found.get('merged_small_groups'))} smaller than {_fmt_plain(found.get('min_group_size'))} "
+               f"users merged into their nearest group. Strategy serving: {groups.get('strategy')}, chosen on "
+               f"{groups.get('strategy_chosen_on')} (validation). Evaluation groups drawn within interest groups: "
+               f"{', '.join(f'{n} of size {size}' for size, n in _mapping(groups.get('sampled_groups')).items())}; "
+               f"explicit groups with a test choice: {_fmt_plain(groups.get('explicit_groups'))}.")
+    recorded = {m for row in _mapping(groups.get("strategies")).values() for m in _mapping(_mapping(row).get("test"))}
+    strategy_metrics = sorted(recorded, key=_group_metric_order)
+    strategies = Table(
+        ["strategy", *(f"{phase} {m}" for phase in ("validation", "test") for m in strategy_metrics)],
+        [[f"{name} (serving)" if name == groups.get("strategy") else str(name),
+          *(_fmt(_mapping(_mapping(row).get(phase)).get(m)) for phase in ("validation", "test") for m in strategy_metrics)]
+         for name, row in _mapping(groups.get("strategies")).items()])
+    per_model = _mapping(groups.get("models"))
+    metric_names = sorted({m for values in per_model.values() for m in _mapping(values)}, key=_group_metric_order)
+    names = [n for n in ctx.order if n in per_model]
+    metrics = Table(["model", *metric_names],
+                    [[n, *(_fmt_with_interval(_mapping(per_model[n]).get(m),
+                                              _mapping(_mapping(groups.get("intervals")).get(n)).get(m))
+                           for m in metric_names)] for n in names])
+    return {"summary": summary, "strategies": strategies, "metrics": metrics,
+            "backoff": _backoff_view(_mapping(groups.get("backoff")), ctx)}
+
+
+def _group_metric_order(metric: str) -> tuple[int, str]:
+    family = metric.split("@")[0]
+    return (_GROUP_ORDER.index(family) if family in _GROUP_ORDER else len(_GROUP_ORDER), metric)
+
+
+def _backoff_view(backoff: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | None:
+    if not backoff:
+        return None
+    ndcg, hr = f"ndcg@{ctx.k}", f"hr@{ctx.k}"
+    rows, bars = [], []
+    for slice_name in ("cold", "warm"):
+        entry = _mapping(backoff.get(slice_name))
+        for label in ("with backoff", "without", "MostPop"):
+            if label in entry:
+                values = _mapping(entry[label])
+                rows.append([f"{slice_name} users ({_fmt_plain(entry.get('users'))}): {label}", _fmt(values.get(ndcg)),
+                             _fmt(values.get(hr))])
+                bars.append(Bar(f"{slice_name}: {label}", _NEUTRAL_STYLE if label != "with backoff" else _CANDIDATE_STYLE,
+                                finite(values.get(ndcg)), text=_fmt(values.get(ndcg))))
+    title = f"NDCG@{ctx.k} of cold and warm users, with and without backoff"
+    strength = backoff.get("strength")
+    note = (f"Backoff strength c = {_fmt_plain(strength)} (own-score weight n / (n + c), chosen on validation over "
+            f"all users; 0 means no backoff); cold users have at most {_fmt_plain(backoff.get('cold_max_interactions'))} "
+            "training interactions.")
+    return {"note": note, "table": Table(["users", ndcg, hr], rows),
+            "chart": chart(title, bar_chart(title, [(row[0], [bar]) for row, bar in zip(rows, bars)],
+                                            x_label=f"NDCG@{ctx.k}", legend=False), "No backoff value was recorded.")}
+
+
 def _version_labels(history: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """A point label per night: the version where the published version changed, else empty."""
     labels, previous = [], object()
@@ -375,6 +438,7 @@ def render_report(evaluation: Mapping[str, Any]) -> str:
         by_k=_by_k_view(models, ctx),
         deltas=_deltas_view(_mapping(evaluation.get("paired"))),
         slices=_slices_view(_mapping(evaluation.get("slices")), ctx),
+        groups=_groups_view(_mapping(evaluation.get("groups")), ctx),
         history=_history_view(_records(evaluation.get("history")), ctx),
         training=_training_view(_records(evaluation.get("curve")), ctx),
         data=_data_view(_mapping(evaluation.get("data_summary"))),

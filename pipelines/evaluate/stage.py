@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,17 +17,21 @@ from typing import TYPE_CHECKING, Any
 from pipelines.evaluate.champion import champion_history, champion_model, tonight_champion
 
 if TYPE_CHECKING:
-    from pipelines.config import EvaluateParams, PathsParams
-    from pipelines.ranking.scoring import ModelRanks
+    from pipelines.config import EvaluateParams, GroupsParams, PathsParams
+    import torch
+
+    from pipelines.model.recommender import Catalogue
+    from pipelines.ranking.scoring import ModelRanks, Scorer
     from pipelines.ranking.scoring import EvalSet
     from pipelines.profiles.build import Profiles
 
 log = logging.getLogger("retrain.evaluate")
 
 
-def run_evaluate(settings: EvaluateParams, paths: PathsParams) -> None:
+def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsParams) -> None:
     """Evaluates ``paths.candidate`` on the night of ``paths.profiles`` and writes ``paths.evaluate``
-    and ``paths.reports``/evaluate. The night is the profiles manifest's logical date."""
+    and ``paths.reports``/evaluate. The night is the profiles manifest's logical date. The groups
+    section (interest groups, the serving strategy and backoff, group metrics) follows ``groups``."""
     from pipelines.core.io import atomic_dir, read_json, write_json, write_manifest, write_text
     from pipelines.evaluate.gate import bless
     from pipelines.ranking.scoring import test_set
@@ -38,10 +43,16 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams) -> None:
     profiles = load_profiles(paths.profiles)
     source = read_json(Path(paths.profiles) / "manifest.json")
     split = test_set(profiles.sequences)
-    ranks, champion_version = rank_all_models(settings, paths, profiles, split, max(ks))
-    analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks)
-    models = {name: result["metrics"] for name, result in analysis["models"].items()}
-    blessing = bless(settings.gate, analysis, k=k, ks=ks)
+    ranks, scorers, candidate_items, champion_version = rank_all_models(settings, paths, profiles, split, max(ks))
+    group_section = evaluate_night_groups(scorers, candidate_items, profiles, groups, settings)
+    analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks, interest_groups=group_section["labels"])
+    judged = with_group_metrics(analysis, group_section["models"])
+    blessing = bless(settings.gate, judged, k=k, ks=ks)
+    # The registry keeps these with the version, so the champion is served as it was chosen.
+    serving = {"strategy": group_section["strategy"], "explicit_strategy": group_section["explicit_strategy"],
+               "backoff_strength": group_section["backoff"]["strength"],
+               "chosen_on": group_section["strategy_chosen_on"]}
+    models = {**{name: result["metrics"] for name, result in judged["models"].items()}, "groups": serving}
     blessing.update(champion_version=champion_version, logical_date=source["logical_date"])
     log.info("decision: %s (%s)", blessing["decision"], blessing["reason"])
 
@@ -53,6 +64,7 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams) -> None:
                     + tonight_champion(analysis, champion_version, source, k)),
         "curve": read_curve(reports / "finetune" / "curve.csv"),
         "data_summary": data_summary(profiles, split),
+        "groups": {key: value for key, value in group_section.items() if key != "labels"},
         "blessing": blessing,
     }
     with atomic_dir(Path(paths.evaluate)) as staging:
@@ -61,21 +73,29 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams) -> None:
         write_json(staging / "evaluation.json", evaluation)
         write_manifest(staging, stage="evaluate", logical_date=source["logical_date"],
                        data_interval=source["data_interval"], params=settings.model_dump(),
+                       groups=groups.model_dump(),
                        candidate_manifest=read_json(Path(paths.candidate) / "manifest.json")["files"])
     write_dvc_reports(reports / "evaluate", evaluation)
     write_text(reports / "evaluate" / "report.html", render_report(evaluation))
 
 
 def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Profiles, split: EvalSet,
-                    k_max: int) -> tuple[dict[str, ModelRanks], int | None]:
-    """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE."""
+                    k_max: int) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor],
+                                         int | None]:
+    """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE;
+    their scorers, and the candidate's catalogue with its text vectors."""
+    import torch
+
     from pipelines.evaluate.baselines import fit_ease
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
-    from pipelines.model.recommender import load_model, serving_scorer
+    from pipelines.model.recommender import Catalogue, load_model, serving_scorer
 
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     candidate = load_model(Path(paths.candidate))
-    scorers = {"candidate": serving_scorer(candidate, item_ids, texts)}
+    catalogue = Catalogue(candidate, item_ids, texts)
+    with torch.no_grad():
+        text_vectors = catalogue.text_vectors()
+    scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
     champion_version, champion, _ = champion_model(paths.registry_url, Path(paths.artifact_store))
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
         scorers["champion"] = serving_scorer(champion, item_ids, texts)
@@ -89,35 +109,64 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     for name, scorer in scorers.items():
         ranks[name] = rank_eval_set(scorer, split, item_ids, k_max)
         log.info("%s ranked %d test users", name, len(ranks[name].ranks))
-    return ranks, champion_version
+    return ranks, scorers, (catalogue, text_vectors), champion_version
+
+
+def evaluate_night_groups(scorers: Mapping[str, Scorer], candidate_items: tuple[Catalogue, torch.Tensor],
+                          profiles: Profiles, groups: GroupsParams, settings: EvaluateParams) -> dict[str, Any]:
+    """The groups section: interest groups from the candidate's user vectors (training histories),
+    then ``pipelines.evaluate.groups.evaluate_groups`` for the candidate and MostPop (the gate's group checks
+    are floors and margins over MostPop: a paired comparison with the champion is left to the user metrics)."""
+    from pipelines.evaluate.groups import evaluate_groups
+    from pipelines.model.representations import user_vectors
+
+    started = time.perf_counter()
+    catalogue, text_vectors = candidate_items
+    vectors = user_vectors(catalogue.model, catalogue, [list(h) for h in profiles.sequences["train_items"]],
+                           text_vectors)
+    judged = {name: scorers[name] for name in ("candidate", "MostPop")}  # what the gate's group checks read
+    section = evaluate_groups(judged, vectors, profiles.sequences, getattr(profiles, "groups", None),
+                              list(profiles.items["item_id"]), groups, k=settings.k,
+                              n_resamples=settings.bootstrap_resamples, seed=settings.seed)
+    return {**section, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def with_group_metrics(analysis: Mapping[str, Any], group_metrics: Mapping[str, Mapping[str, float]]) -> dict:
+    """``analysis`` with each model's group metrics beside its user metrics, for the gate."""
+    models = {name: {**result, "metrics": {**result["metrics"], **group_metrics.get(name, {})}}
+              for name, result in analysis["models"].items()}
+    return {**analysis, "models": models}
 
 
 def analyse_models(ranks: Mapping[str, ModelRanks], profiles: Profiles, split: EvalSet,
-                   settings: EvaluateParams, *, k: int, ks: list[int]) -> dict[str, Any]:
-    """Metrics with bootstrap intervals, the paired comparison and the slices; logs each model at ``k``."""
+                   settings: EvaluateParams, *, k: int, ks: list[int],
+                   interest_groups: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Metrics with bootstrap intervals, the paired comparison and the slices (one per interest
+    group when ``interest_groups`` maps users to one); logs each model at ``k``."""
     from pipelines.evaluate.analysis import analyse
 
     item_ids = list(profiles.items["item_id"])
     popularity = profiles.items["train_count"].to_numpy()
     n_train_users = max(int((profiles.sequences["train_items"].map(len) > 0).sum()), 1)
     analysis = analyse(ranks, ks=ks, k=k, n_items=len(item_ids), popularity=popularity,
-                       n_train_users=n_train_users, slices=test_slices(profiles, split, item_ids),
+                       n_train_users=n_train_users,
+                       slices=test_slices(profiles, split, item_ids, interest_groups),
                        n_resamples=settings.bootstrap_resamples, seed=settings.seed)
     for name, result in analysis["models"].items():
         log.info("%s: %s", name, {m: round(v, 4) for m, v in result["metrics"].items() if m.endswith(f"@{k}")})
     return analysis
 
 
-def test_slices(profiles: Profiles, split: EvalSet, item_ids: list[str]) -> dict:
-    """The test users' slices: activity, the target's popularity, and groups if profiles have them."""
+def test_slices(profiles: Profiles, split: EvalSet, item_ids: list[str],
+                interest_groups: Mapping[str, int] | None = None) -> dict:
+    """The test users' slices: activity, the target's popularity, and interest groups when given."""
     import numpy as np
 
     from pipelines.evaluate.analysis import user_slices
 
     column = {item: i for i, item in enumerate(item_ids)}
     tested = profiles.sequences.set_index("user_id").loc[split.user_ids]
-    users = profiles.users.set_index("user_id")
-    groups = list(users.loc[split.user_ids, "group"]) if "group" in users.columns else None
+    groups = None if interest_groups is None else [interest_groups[u] for u in split.user_ids]
     return user_slices(tested["train_items"].map(len).to_numpy(),
                        np.array([column[t] for t in split.targets], dtype=np.int64),
                        profiles.items["train_count"].to_numpy(), groups)

@@ -1,9 +1,11 @@
 """Warehouse → Parquet, incrementally: each night reads only what the snapshot lacks.
 
-Events are stored by day and items and users as change logs (``pipelines/extract/partitions.py``); the
-night's training window is assembled from them. Reads stream in bounded chunks: PostgreSQL's
-binary COPY through ADBC (``pipelines/extract/pgarrow.py``), else a server-side cursor. The warehouse's
-own table and column names come from ``extract.mapping`` (``pipelines/core/warehouse.py``).
+Events (interactions, and group events where the warehouse has explicit groups) are stored by
+day and items and users as change logs (``pipelines/extract/partitions.py``); the night's training
+window is assembled from them. Group memberships are small: read whole every night. Reads stream
+in bounded chunks: PostgreSQL's binary COPY through ADBC (``pipelines/extract/pgarrow.py``), else a
+server-side cursor. The warehouse's own table and column names come from ``extract.mapping``
+(``pipelines/core/warehouse.py``, and ``pipelines/extract/mapping.py`` for the group tables).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sqlalchemy as sa
 from pipelines.extract import partitions
 
 from pipelines.extract import pgarrow
+from pipelines.extract.mapping import ExtractMapping, parse_extract_mapping
 
 from pipelines.core import schema
 
@@ -50,6 +53,13 @@ ARROW_SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "users": pa.schema([
         ("user_id", pa.string()), ("attributes", pa.string()), ("created_at", pa.timestamp("us")),
+    ]),
+    "group_members": pa.schema([
+        ("group_id", pa.string()), ("user_id", pa.string()), ("joined_at", pa.timestamp("us")),
+        ("left_at", pa.timestamp("us")),
+    ]),
+    "group_events": pa.schema([
+        ("group_id", pa.string()), ("item_id", pa.string()), ("event_type", pa.string()), ("ts", pa.timestamp("us")),
     ]),
 }
 
@@ -77,13 +87,18 @@ def _selected(clause: sa.TableClause, columns: dict[str, str | None]) -> list[sa
 
 def interactions_query(clause: sa.TableClause, mapping: warehouse.SourceMapping,
                        days: partitions.DayRange) -> sa.Select:
-    """Events with ts in the day range, ordered by ts so days arrive one after another.
+    return events_query(clause, mapping.tables["interactions"], days)
+
+
+def events_query(clause: sa.TableClause, entry: warehouse.TableMapping, days: partitions.DayRange) -> sa.Select:
+    """Events (interactions or group events) with ts in the day range, ordered by ts so days arrive
+    one after another.
 
     Only by ts: an index on ts (or a table clustered by time) then needs no sort on the server;
-    ``DayFiles`` orders each day by (ts, event_id) itself. The bounds are bound parameters;
+    ``DayFiles`` orders each day by its full sort key itself. The bounds are bound parameters;
     identifiers are the reflected ones, quoted by SQLAlchemy.
     """
-    columns = mapping.tables["interactions"].columns
+    columns = entry.columns
     ts = _source(clause, columns["ts"])
     low, high = days.bounds()
     query = sa.select(*_selected(clause, columns)).where(ts < high)
@@ -109,7 +124,7 @@ def future_rows_query(clause: sa.TableClause, mapping: warehouse.SourceMapping, 
 
 
 ABSENT_DEFAULTS: dict[str, Any] = {"rating": None, "categories": "", "description": "", "attributes": "",
-                                   "created_at": None}
+                                   "created_at": None, "joined_at": None, "left_at": None}
 DIMENSION_KEYS = {"items": "item_id", "users": "user_id"}
 
 
@@ -119,7 +134,7 @@ def _renamed(column: pa.ChunkedArray, renames: dict[str, str]) -> pa.ChunkedArra
     return pc.if_else(pc.is_null(index), column, pc.take(pa.array(list(renames.values()), pa.string()), index))
 
 
-def canonical_table(table: pa.Table, key: str, mapping: warehouse.SourceMapping) -> pa.Table:
+def canonical_table(table: pa.Table, key: str, mapping: ExtractMapping) -> pa.Table:
     """The canonical schema: absent optional columns filled, keys as strings, event types renamed,
     ratings rescaled onto the canonical range.
 
@@ -142,6 +157,8 @@ def canonical_table(table: pa.Table, key: str, mapping: warehouse.SourceMapping)
                                     f"to {field.type}: {exc}") from exc
         if key == "interactions" and field.name == "event_type" and mapping.event_types:
             column = _renamed(column, mapping.event_types)
+        if key == "group_events" and field.name == "event_type" and mapping.group_event_types:
+            column = _renamed(column, mapping.group_event_types)
         if key == "interactions" and field.name == "rating" and mapping.rating_scale != schema.RATING_RANGE:
             (low, high), (lo, hi) = mapping.rating_scale, schema.RATING_RANGE
             column = pc.add(lo, pc.multiply(pc.subtract(column, low), (hi - lo) / (high - low)))
@@ -151,7 +168,7 @@ def canonical_table(table: pa.Table, key: str, mapping: warehouse.SourceMapping)
 
 def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     """Generic path: driver values to Arrow; keys of any type become strings as the canonical schema wants."""
-    for name in ("user_id", "item_id"):
+    for name in ("user_id", "item_id", "group_id"):
         if name in frame.columns and frame[name].dtype != object:
             frame[name] = frame[name].map(lambda value: None if pd.isna(value) else str(value))
     return pa.Table.from_pandas(frame, preserve_index=False)
@@ -165,7 +182,7 @@ class Source:
 
     conn: sa.Connection
     clauses: dict[str, sa.TableClause]
-    mapping: warehouse.SourceMapping
+    mapping: ExtractMapping
     arrow: pgarrow.Connections | None
 
     @property
@@ -206,15 +223,16 @@ def _bad_values_are_final(table: str) -> Iterator[None]:
 class DayFiles:
     """Writes events arriving in ts order into one Parquet file per day, a day at a time.
 
-    A day is buffered whole, sorted by (ts, event_id) and written as one table with fixed row
-    groups, so its file's bytes depend only on its rows, not on how the stream was chunked or
+    A day is buffered whole, sorted by its table's ``DAY_SORT_KEYS`` and written as one table with
+    fixed row groups, so its file's bytes depend only on its rows, not on how the stream was chunked or
     how the server ordered ties: a day read alone on an incremental night and the same day read
     in a full extract give the same file. Writing happens on a second thread (Arrow releases the
     GIL), overlapping the next day's read; at most ``MAX_PENDING_DAYS`` wait in memory.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, table: str = "interactions") -> None:
         self.directory = directory
+        self.table = table
         self.written: dict[dt.date, dict[str, Any]] = {}
         self._day: dt.date | None = None
         self._buffer: list[pa.Table] = []
@@ -253,9 +271,9 @@ class DayFiles:
         self._pending.append(self._writer.submit(self._write, day, table))
 
     def _write(self, day: dt.date, table: pa.Table) -> None:
-        table = table.sort_by([("ts", "ascending"), ("event_id", "ascending")]).combine_chunks()
+        table = table.sort_by([(key, "ascending") for key in DAY_SORT_KEYS[self.table]]).combine_chunks()
         path = self.directory / f"{day.isoformat()}.parquet"
-        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **DAY_FILE_OPTIONS)
+        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS, **DAY_WRITE_OPTIONS[self.table])
         self.written[day] = {"rows": table.num_rows, "sha256": sha256_file(path)}
 
     def close(self, days: partitions.DayRange) -> dict[dt.date, dict[str, Any]]:
@@ -281,18 +299,26 @@ MIN_SPLIT_DAYS = 14  # shorter reads are not worth a second connection
 # string statistics and dictionaries for unique values cost about 40% of the write time.
 DAY_FILE_OPTIONS: dict[str, Any] = {"use_dictionary": ["user_id", "item_id", "event_type"],
                                     "write_statistics": ["ts", "event_id"]}
+DAY_WRITE_OPTIONS: dict[str, dict[str, Any]] = {
+    "interactions": DAY_FILE_OPTIONS,
+    "group_events": {"use_dictionary": ["group_id", "item_id", "event_type"], "write_statistics": ["ts"]},
+}
+# A day's row order; group events have no event_id, so every column breaks ties (same rows, same file).
+DAY_SORT_KEYS: dict[str, tuple[str, ...]] = {"interactions": ("ts", "event_id"),
+                                             "group_events": ("ts", "group_id", "item_id", "event_type")}
 
 
-def _read_days(source: Source, days: partitions.DayRange, staging: Path) -> dict[dt.date, dict[str, Any]]:
-    query = interactions_query(source.clauses["interactions"], source.mapping, days)
-    with DayFiles(staging) as files:
-        for table in source.stream(query, "interactions"):
-            files.add(table)
+def _read_days(source: Source, days: partitions.DayRange, staging: Path,
+               table: str = "interactions") -> dict[dt.date, dict[str, Any]]:
+    query = events_query(source.clauses[table], source.mapping.tables[table], days)
+    with DayFiles(staging, table) as files:
+        for chunk in source.stream(query, table):
+            files.add(chunk)
         return files.close(days)
 
 
-def _resolve_history(source: Source, reads: list[partitions.DayRange]) -> tuple[list[partitions.DayRange],
-                                                                             dt.date | None]:
+def _resolve_history(source: Source, reads: list[partitions.DayRange],
+                     table: str = "interactions") -> tuple[list[partitions.DayRange], dt.date | None]:
     """Turns a read of all history into one from the oldest event's day, which becomes the origin.
 
     Returns the bounded reads and the origin (None when no read was unbounded).
@@ -301,7 +327,7 @@ def _resolve_history(source: Source, reads: list[partitions.DayRange]) -> tuple[
     bounded = []
     for days in reads:
         if days.first is None:
-            ts = _source(source.clauses["interactions"], source.mapping.tables["interactions"].columns["ts"])
+            ts = _source(source.clauses[table], source.mapping.tables[table].columns["ts"])
             oldest = source.conn.execute(sa.select(sa.func.min(ts)).where(ts < days.bounds()[1])).scalar_one()
             origin = days.end if oldest is None else min(_as_datetime(oldest).date(), days.end)
             days = partitions.DayRange(origin, days.end)
@@ -315,7 +341,7 @@ def _as_datetime(value: Any) -> dt.datetime:
 
 
 def _read_ranges(source: Source, reads: list[partitions.DayRange], staging: Path,
-                 workers: int) -> dict[dt.date, dict[str, Any]]:
+                 workers: int, table: str = "interactions") -> dict[dt.date, dict[str, Any]]:
     """Reads every range into day files; long ranges in ``workers`` concurrent streams.
 
     Concurrent streams need their own server connections (the Arrow-native path only); the
@@ -326,13 +352,13 @@ def _read_ranges(source: Source, reads: list[partitions.DayRange], staging: Path
              for part in partitions.split_range(days, workers if len(days) >= MIN_SPLIT_DAYS else 1)]
     if workers > 1 and len(parts) > 1:
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="read") as pool:
-            results = list(pool.map(lambda days: _read_days(source, days, staging), parts))
+            results = list(pool.map(lambda days: _read_days(source, days, staging, table), parts))
     else:
-        results = [_read_days(source, days, staging) for days in parts]
+        results = [_read_days(source, days, staging, table) for days in parts]
     written: dict[dt.date, dict[str, Any]] = {}
     for days, got in zip(parts, results):
-        log.info("read events %s..%s: %d rows over %d day(s)", days.first, days.end,
-                 sum(entry["rows"] for entry in got.values()), len(got))
+        log.info("read %s %s..%s: %d rows over %d day(s)", "events" if table == "interactions" else table,
+                 days.first, days.end, sum(entry["rows"] for entry in got.values()), len(got))
         written.update(got)
     return written
 
@@ -371,14 +397,15 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
     night's interval and its lookback, plus any missing day of the window. Nothing in the
     snapshot changes unless every read succeeds. The view is ``interactions/<day>.parquet`` for
     each day of the training window, and ``items.parquet`` and ``users.parquet`` as they stood
-    at the interval's end.
+    at the interval's end. Where the mapping has the group tables, also ``group_events/<day>.parquet``
+    (read by day like interactions, with their own coverage) and ``group_members.parquet``.
 
     The mapping is checked for plain identifiers before connecting, and against the live
     catalogue before any data query. Returns the manifest fields (the caller writes the manifest
     last); the URL in them has its password hidden.
     """
     start, end = data_interval(logical_date, interval_days)
-    parsed = warehouse.parse_mapping(mapping)
+    parsed = parse_extract_mapping(mapping)
     extracted_at = now().astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     engine = sa.create_engine(url)
     try:
@@ -391,6 +418,8 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
             with store.staging() as staging:
                 reads, origin = _resolve_history(source, reads)
                 written = _read_ranges(source, reads, staging, read_workers)
+                groups = _read_groups(source, store, staging, start, end, window_days, lookback_days,
+                                      read_workers) if parsed.has_groups else None
                 # A rerun of an earlier night keeps its recorded dimensions: the warehouse only
                 # knows their present state, which later nights' change logs already hold.
                 changes: dict[str, dict[str, Any]] = {}
@@ -406,9 +435,15 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
                     future_rows_query(source.clauses["interactions"], parsed, extracted_at)).scalar_one()
                 # Every read succeeded: only now does the snapshot change.
                 coverage = store.commit_days(staging, written, origin)
+                group_coverage = None if groups is None else \
+                    store.commit_days(groups.staged, groups.written, groups.origin, "group_events")
                 for table, state in states.items():
                     store.commit_changes(table, logical_date, staging / f"{table}.parquet", state)
             rows, day_hashes = _write_view(store, coverage, states, out_dir, logical_date, end, window_days)
+            if groups is not None:
+                group_rows, group_hashes = _write_group_view(store, group_coverage, groups.members, out_dir, end,
+                                                             window_days)
+                rows, day_hashes = {**rows, **group_rows}, {**day_hashes, **group_hashes}
     finally:
         engine.dispose()
     log.info("extracted %s", ", ".join(f"{table} {count}" for table, count in rows.items()))
@@ -426,8 +461,47 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
         "extracted_at": extracted_at.isoformat(),
         "future_rows": int(future_rows),
         "rows": rows,
+        **({} if groups is None else {"group_events": groups.manifest()}),
         KNOWN_HASHES: day_hashes,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRead:
+    """What a night read of the group tables, staged until every read of the night has succeeded."""
+
+    reads: list[partitions.DayRange]
+    origin: dt.date | None
+    written: dict[dt.date, dict[str, Any]]
+    members: pa.Table
+    staged: Path
+
+    def manifest(self) -> dict[str, Any]:
+        reads = [{"first_day": days.first.isoformat(), "end_day": days.end.isoformat()} for days in self.reads]
+        return {"reads": reads, "days_read": len(self.written),
+                "rows_read": sum(entry["rows"] for entry in self.written.values())}
+
+
+def _read_groups(source: Source, store: partitions.PartitionStore, staging: Path, start: dt.datetime,
+                 end: dt.datetime, window_days: int, lookback_days: int, workers: int) -> GroupRead:
+    """Group events as interactions are read (their own coverage, the same plan); memberships whole,
+    as they are few."""
+    staged = staging / "group_events"
+    staged.mkdir()
+    reads = partitions.plan_reads(store.coverage("group_events"), start.date(), end.date(), window_days,
+                                  lookback_days)
+    reads, origin = _resolve_history(source, reads, "group_events")
+    written = _read_ranges(source, reads, staged, workers, "group_events")
+    return GroupRead(reads, origin, written, _read_members(source, end), staged)
+
+
+def _read_members(source: Source, end: dt.datetime) -> pa.Table:
+    """The memberships known at the interval's end (joined_at null or earlier), in a fixed order."""
+    query = sa.select(*_selected(source.clauses["group_members"], source.mapping.tables["group_members"].columns))
+    chunks = list(source.stream(query, "group_members"))
+    read = pa.concat_tables(chunks) if chunks else ARROW_SCHEMAS["group_members"].empty_table()
+    known = partitions.filter_created_before(read, end, column="joined_at")
+    return known.sort_by([(name, "ascending") for name in schema.GROUP_MEMBER_COLUMNS]).combine_chunks()
 
 
 def _changed_since(store: partitions.PartitionStore, table: str, night: dt.date, start: dt.datetime,
@@ -447,19 +521,8 @@ def _write_view(store: partitions.PartitionStore, coverage: partitions.Coverage,
 
     Returns the row counts and the day files' sha256 (known from when they were written).
     """
-    days_dir = out_dir / "interactions"
-    days_dir.mkdir(parents=True, exist_ok=True)
-    events = 0
-    for day in partitions.window_days_held(coverage, end.date(), window_days):
-        entry = coverage.days[day.isoformat()]
-        if entry["sha256"] is not None:  # an empty day has no file
-            partitions.link_or_copy(store.day_path(day), days_dir / f"{day.isoformat()}.parquet")
-            events += int(entry["rows"])
+    events, hashes = _link_days(store, coverage, "interactions", out_dir, end, window_days)
     rows = {"interactions": events}
-    hashes = {f"interactions/{path.name}": coverage.days[path.stem]["sha256"] for path in days_dir.iterdir()}
-    if not hashes:  # a window without one event still reads as a table (with no rows)
-        pq.write_table(ARROW_SCHEMAS["interactions"].empty_table(),
-                       days_dir / f"{(end.date() - dt.timedelta(days=1)).isoformat()}.parquet")
     for table, key in DIMENSION_KEYS.items():
         view = states.get(table)
         if view is None:
@@ -469,3 +532,32 @@ def _write_view(store: partitions.PartitionStore, coverage: partitions.Coverage,
         pq.write_table(view, out_dir / f"{table}.parquet")
         rows[table] = view.num_rows
     return rows, hashes
+
+
+def _link_days(store: partitions.PartitionStore, coverage: partitions.Coverage, table: str, out_dir: Path,
+               end: dt.datetime, window_days: int) -> tuple[int, dict[str, str]]:
+    """Links the window's stored day files of an events table into ``out_dir/<table>``.
+
+    Returns the events linked and the files' sha256 (known from when they were written).
+    """
+    days_dir = out_dir / table
+    days_dir.mkdir(parents=True, exist_ok=True)
+    events = 0
+    for day in partitions.window_days_held(coverage, end.date(), window_days):
+        entry = coverage.days[day.isoformat()]
+        if entry["sha256"] is not None:  # an empty day has no file
+            partitions.link_or_copy(store.day_path(day, table), days_dir / f"{day.isoformat()}.parquet")
+            events += int(entry["rows"])
+    hashes = {f"{table}/{path.name}": coverage.days[path.stem]["sha256"] for path in days_dir.iterdir()}
+    if not hashes:  # a window without one event still reads as a table (with no rows)
+        pq.write_table(ARROW_SCHEMAS[table].empty_table(),
+                       days_dir / f"{(end.date() - dt.timedelta(days=1)).isoformat()}.parquet")
+    return events, hashes
+
+
+def _write_group_view(store: partitions.PartitionStore, coverage: partitions.Coverage, members: pa.Table,
+                      out_dir: Path, end: dt.datetime, window_days: int) -> tuple[dict[str, int], dict[str, str]]:
+    """The window's group events (day files, as interactions) and the memberships, beside the other tables."""
+    events, hashes = _link_days(store, coverage, "group_events", out_dir, end, window_days)
+    pq.write_table(members, out_dir / "group_members.parquet")
+    return {"group_members": members.num_rows, "group_events": events}, hashes

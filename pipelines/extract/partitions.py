@@ -1,4 +1,4 @@
-"""The warehouse, kept between nights: interactions as day partitions, items and users as change logs.
+"""The warehouse, kept between nights: events as day partitions, items and users as change logs.
 
 Layout under ``paths.snapshot`` (persistent, like the registry; each night's view of it is the
 DVC-versioned ``data/extract``)::
@@ -6,11 +6,13 @@ DVC-versioned ``data/extract``)::
     interactions/<YYYY-MM-DD>.parquet  events whose ts falls on that UTC day, sorted by (ts, event_id)
     interactions/_coverage.json        the days read so far (a day without events has no file), and
                                        where complete history begins
+    group_events/...                   the same for group events, when the warehouse has groups
     items/<logical date>.parquet       rows new or changed as seen that night, plus deletions
     items/_state.parquet               the table as of the newest night (a cache of the logs replayed)
     users/...
 
-A day is replaced whole, never appended to, so rerunning a night gives the same files. New
+Each events table (``schema.EVENT_TABLES``) has its own days and coverage; the store's methods on
+days take the table, interactions by default. A day is replaced whole, never appended to, so rerunning a night gives the same files. New
 files are staged in a hidden directory and moved in only once every read of the night has
 succeeded; the coverage file moves in last. One extract at a time holds the store's lock.
 """
@@ -162,18 +164,18 @@ class PartitionStore:
         for stale in self.root.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
 
-    # interactions
+    # events by day
 
-    def coverage(self) -> Coverage:
-        path = self.interactions / COVERAGE_FILE
+    def coverage(self, table: str = "interactions") -> Coverage:
+        path = self.root / table / COVERAGE_FILE
         if not path.is_file():
             return Coverage({}, None)
         raw = json.loads(path.read_text())
         origin = raw.get("origin")
         return Coverage(dict(raw["days"]), None if origin is None else dt.date.fromisoformat(origin))
 
-    def day_path(self, day: dt.date) -> Path:
-        return self.interactions / f"{day.isoformat()}.parquet"
+    def day_path(self, day: dt.date, table: str = "interactions") -> Path:
+        return self.root / table / f"{day.isoformat()}.parquet"
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -184,7 +186,8 @@ class PartitionStore:
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def commit_days(self, staged: Path, written: dict[dt.date, dict[str, Any]], origin: dt.date | None) -> Coverage:
+    def commit_days(self, staged: Path, written: dict[dt.date, dict[str, Any]], origin: dt.date | None,
+                    table: str = "interactions") -> Coverage:
         """Moves the staged day files in (an empty day has none: its old file goes), then records
         them (and a new origin) in the coverage file.
 
@@ -192,35 +195,36 @@ class PartitionStore:
         leaves them unrecorded, so the next night reads them again rather than trusting a stale
         row count or digest.
         """
-        before = self.coverage()
+        (self.root / table).mkdir(exist_ok=True)
+        before = self.coverage(table)
         replaced = {day.isoformat() for day in written}
         self._write_coverage(Coverage({day: entry for day, entry in before.days.items() if day not in replaced},
-                                      before.origin))
+                                      before.origin), table)
         for day, entry in sorted(written.items()):
             if entry["sha256"] is None:
-                self.day_path(day).unlink(missing_ok=True)
+                self.day_path(day, table).unlink(missing_ok=True)
             else:
-                os.replace(staged / f"{day.isoformat()}.parquet", self.day_path(day))
+                os.replace(staged / f"{day.isoformat()}.parquet", self.day_path(day, table))
         days = {**before.days, **{day.isoformat(): entry for day, entry in written.items()}}
         after = Coverage(dict(sorted(days.items())), origin if origin is not None else before.origin)
-        self._write_coverage(after)
+        self._write_coverage(after, table)
         return after
 
-    def _write_coverage(self, coverage: Coverage) -> None:
-        _write_json_atomic(self.interactions / COVERAGE_FILE, {
+    def _write_coverage(self, coverage: Coverage, table: str) -> None:
+        _write_json_atomic(self.root / table / COVERAGE_FILE, {
             "origin": None if coverage.origin is None else coverage.origin.isoformat(), "days": coverage.days})
 
-    def forget_days(self, days: Iterable[dt.date]) -> int:
+    def forget_days(self, days: Iterable[dt.date], table: str = "interactions") -> int:
         """Removes days from the store (coverage first, then files), so the next night reads them
         again. Returns how many it held."""
-        before = self.coverage()
+        before = self.coverage(table)
         dropped = {day.isoformat() for day in days} & set(before.days)
         if not dropped:
             return 0
         self._write_coverage(Coverage({day: entry for day, entry in before.days.items() if day not in dropped},
-                                      before.origin))
+                                      before.origin), table)
         for day in dropped:
-            self.day_path(dt.date.fromisoformat(day)).unlink(missing_ok=True)
+            self.day_path(dt.date.fromisoformat(day), table).unlink(missing_ok=True)
         return len(dropped)
 
     # items and users
@@ -351,9 +355,9 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def filter_created_before(table: pa.Table, end: dt.datetime) -> pa.Table:
-    """Rows known before the interval's end: created_at null or earlier."""
-    if "created_at" not in table.schema.names:
+def filter_created_before(table: pa.Table, end: dt.datetime, column: str = "created_at") -> pa.Table:
+    """Rows known before the interval's end: ``column`` (created_at, a membership's joined_at) null or earlier."""
+    if column not in table.schema.names:
         return table
-    created = table["created_at"]
+    created = table[column]
     return table.filter(pc.or_kleene(pc.is_null(created), pc.less(created, pa.scalar(end, created.type))))

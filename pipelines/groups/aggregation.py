@@ -115,3 +115,14 @@ def _available(items: int, exclude: np.ndarray | None) -> np.ndarray:
         else:
             available[exclude.astype(np.int64)] = False
     return available
+
+
+GROUP_MODEL = "group_model"  # explicit groups only: they have a history of their own
+
+
+def group_model_scores(own_scores: np.ndarray, member_scores: np.ndarray, *, exclude: np.ndarray | None = None
+                       ) -> np.ndarray:
+    """A group with its own history: the model's standardised scores for that history (what the
+    group chose together) plus the ``average`` of its members' scores; excluded items ``-inf``."""
+    own = standardised(np.asarray(own_scores, dtype=np.float64)[None, :])[0]
+    return own + group_scores(member_scores, "average", k=1, exclude=exclude)

@@ -442,12 +442,16 @@ class Catalogue:
         return out
 
 
-def serving_scorer(model: "SequenceRecommender", item_ids: list[str], texts: list[str]):
+def serving_scorer(model: "SequenceRecommender", item_ids: list[str], texts: list[str],
+                   catalogue: Catalogue | None = None, text_vectors: torch.Tensor | None = None):
     """The scorer a night evaluates and publishes for ``model`` over the catalogue ``item_ids``.
 
     Evaluate and publish both score through this one function, so a second-stage model (a
     re-ranker wrapping the first stage's scores) would plug in here and be judged as it serves.
+    ``catalogue`` and ``text_vectors`` reuse what was already computed for these items (the text
+    tower is the costly part).
     """
     from pipelines.ranking.scoring import model_scorer
 
-    return model_scorer(model, Catalogue(model, item_ids, texts))
+    return model_scorer(model, catalogue if catalogue is not None else Catalogue(model, item_ids, texts),
+                        text_vectors)

@@ -83,7 +83,10 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     catalogue = Catalogue(model, item_ids, list(profiles.items["text"]))
     fingerprint = run_fingerprint(source, settings, champion_version if warm else None)
     checkpoints = Path(paths.checkpoints) / fingerprint[:16]
-    result = train(model, catalogue, list(profiles.sequences["train_items"]), validation_set(profiles.sequences),
+    # Explicit groups' choices are sequences too: the model learns what groups pick together (the
+    # group-level model evaluate and publish score a group's own history with).
+    histories = list(profiles.sequences["train_items"]) + [list(h) for h in profiles.groups["train_items"]]
+    result = train(model, catalogue, histories, validation_set(profiles.sequences),
                    settings, runtime=runtime, checkpoint_dir=checkpoints, fingerprint=fingerprint)
     if not runtime.is_main:
         return  # one process writes the artifacts

@@ -2,19 +2,30 @@
 
 The split follows the protocol of published sequential-recommendation results: per user, the
 last interaction (by timestamp, ties in the source's row order) is the test target, the second
-to last the validation target, and the rest is training history.
+to last the validation target, and the rest is training history. Explicit groups (where the
+extract has the group tables) are split the same way over the group's own events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
     from pipelines.config import ProfilesParams
+
+
+GROUP_COLUMNS = ("group_id", "members", "train_items", "valid_item", "test_item")
+
+
+def empty_groups() -> pd.DataFrame:
+    """The groups frame of an extract without group tables: no rows, the same columns."""
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in GROUP_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,9 @@ class Profiles:
     sequences: pd.DataFrame   # user_id, train_items (list[str]), valid_item, test_item
     items: pd.DataFrame       # item_id, text, train_count
     users: pd.DataFrame       # user_id, profile_text, n_interactions
+    # group_id, members (list[str], current), train_items (list[str]), valid_item, test_item; empty
+    # when the extract has no group tables
+    groups: pd.DataFrame = field(default_factory=empty_groups)
 
 
 def order_events(interactions: pd.DataFrame) -> pd.DataFrame:
@@ -33,16 +47,45 @@ def order_events(interactions: pd.DataFrame) -> pd.DataFrame:
 
 def split_sequences(interactions: pd.DataFrame, min_user_interactions: int) -> pd.DataFrame:
     """Leave-last-out per user. Users under the minimum keep everything as training history."""
-    if min_user_interactions < 3:
-        raise ValueError("profiles.min_user_interactions must be >= 3 (train, valid and test)")
     grouped = order_events(interactions).groupby("user_id", sort=True)["item_id"].agg(list)
-    rows = []
-    for user_id, items in grouped.items():
-        if len(items) >= min_user_interactions:
-            rows.append((user_id, items[:-2], items[-2], items[-1]))
-        else:
-            rows.append((user_id, items, None, None))
-    return pd.DataFrame(rows, columns=["user_id", "train_items", "valid_item", "test_item"])
+    return pd.DataFrame(_leave_last_out(grouped.items(), min_user_interactions),
+                        columns=["user_id", "train_items", "valid_item", "test_item"])
+
+
+def _leave_last_out(histories: Iterable[tuple[Any, list[str]]],
+                    minimum: int) -> list[tuple[Any, list[str], Any, Any]]:
+    """Per (key, items in time order): the last item is the test target, the second to last the
+    validation target; under ``minimum`` items everything is training history."""
+    if minimum < 3:
+        raise ValueError("profiles.min_user_interactions must be >= 3 (train, valid and test)")
+    return [(key, items[:-2], items[-2], items[-1]) if len(items) >= minimum else (key, items, None, None)
+            for key, items in histories]
+
+
+def current_members(members: pd.DataFrame, interval_end: dt.datetime) -> pd.Series:
+    """Per group, its members at the interval's end (left_at null or later), sorted, each once."""
+    staying = members[members["left_at"].isna() | (members["left_at"] > pd.Timestamp(interval_end))]
+    return staying.groupby("group_id", sort=True)["user_id"].agg(lambda users: sorted(set(users)))
+
+
+def build_groups(members: pd.DataFrame, events: pd.DataFrame, interval_end: dt.datetime,
+                 min_interactions: int) -> pd.DataFrame:
+    """One row per group of ``GROUP_COLUMNS``: its current members and its events split leave-last-out
+    like a user's (``profiles.min_user_interactions`` as the minimum).
+
+    A group's events are in time order, ties by item_id then event_type (group events have no
+    event_id). Every group of group_members or group_events has a row, sorted by group_id.
+    """
+    ordered = events.sort_values(["group_id", "ts", "item_id", "event_type"], kind="stable")
+    histories = ordered.groupby("group_id", sort=True)["item_id"].agg(list)
+    group_ids = sorted(set(members["group_id"]) | set(events["group_id"]))
+    split = _leave_last_out(((group_id, histories.get(group_id, [])) for group_id in group_ids), min_interactions)
+    if not split:
+        return empty_groups()
+    frame = pd.DataFrame(split, columns=["group_id", "train_items", "valid_item", "test_item"])
+    present = current_members(members, interval_end)
+    frame.insert(1, "members", [present.get(group_id, []) for group_id in frame["group_id"]])
+    return frame[list(GROUP_COLUMNS)]
 
 
 def item_texts(items: pd.DataFrame, max_chars: int) -> pd.Series:
@@ -74,6 +117,9 @@ def build_profiles(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.Da
         "item_id": items["item_id"].to_numpy(),
         "text": item_texts(items, max_chars).to_numpy(),
         "train_count": items["item_id"].map(train_counts).fillna(0).astype("int64").to_numpy(),
+        # What an interest group's profile reads (publish): the title and the '|'-separated categories.
+        "title": items["title"].fillna("").to_numpy(),
+        "categories": items["categories"].fillna("").to_numpy(),
     })
     titles = dict(zip(items["item_id"], items["title"]))
     user_frame = pd.DataFrame({
@@ -86,11 +132,17 @@ def build_profiles(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.Da
 
 
 def load_profiles(directory) -> Profiles:
-    """Reads what ``build_profiles`` wrote (lists come back as Python lists)."""
+    """Reads what the profiles stage wrote (lists come back as Python lists); ``groups`` is empty
+    where it wrote no ``groups.parquet`` (an extract without group tables)."""
     from pathlib import Path
 
     directory = Path(directory)
     sequences = pd.read_parquet(directory / "sequences.parquet")
     sequences["train_items"] = sequences["train_items"].map(list)
+    groups = empty_groups()
+    if (directory / "groups.parquet").is_file():
+        groups = pd.read_parquet(directory / "groups.parquet")
+        for name in ("members", "train_items"):
+            groups[name] = groups[name].map(list)
     return Profiles(sequences=sequences, items=pd.read_parquet(directory / "items.parquet"),
-                    users=pd.read_parquet(directory / "users.parquet"))
+                    users=pd.read_parquet(directory / "users.parquet"), groups=groups)

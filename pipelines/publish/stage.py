@@ -1,13 +1,17 @@
-"""The publish stage: the champion's top-K per user, written to the warehouse for the night.
+"""The publish stage: the champion's top-K per user and per group, written to the warehouse for the night.
 
 It runs only after the night's promotion decision. A promoted candidate is the champion and is
 served; after a refusal the champion that is still current (the previous one) is served. The
-summary names the decision, the version served and why. A rerun replaces the night's rows.
+summary names the decision, the version served and why. Beside ``recommendations`` and in the
+same transaction: the champion's interest groups (``interest_groups``, ``interest_group_members``)
+and the lists of interest and explicit groups (``group_recommendations``); see
+``pipelines.publish.groups``. A rerun replaces the night's rows of every table.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from pipelines.publish.serving import read_decision, serving_summary
 
 if TYPE_CHECKING:
-    from pipelines.config import PathsParams, PublishParams
+    from pipelines.config import GroupsParams, PathsParams, PublishParams
+    from pipelines.registry.store import ModelVersion
 
 log = logging.getLogger("retrain.publish")
 
 
-def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, environ: Mapping[str, str]) -> None:
+def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, environ: Mapping[str, str],
+                groups: GroupsParams) -> None:
     """Publishes the champion's recommendations for ``logical_date`` (YYYY-MM-DD) and writes
     ``paths.publish``; the warehouse is the one extract read (``environ``, else ``paths.warehouse_url``).
 
@@ -45,29 +51,63 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
         summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        rows, users = score_and_write(model, champion.version, Path(paths.profiles), warehouse, logical_date,
-                                      settings.k)
-        summary.update(rows=rows, users=users)
-        log.info("published %d rows for %d users with model version %d", rows, users, champion.version)
+        summary.update(score_and_write(model, champion, paths, warehouse, logical_date, settings.k, groups))
+        log.info("published %d rows for %d users with model version %d", summary["rows"], summary["users"],
+                 champion.version)
     with atomic_dir(Path(paths.publish)) as staging:
         write_json(staging / "summary.json", summary)
         write_manifest(staging, stage="publish", logical_date=logical_date)
 
 
-def score_and_write(model, version: int, profiles_dir: Path, warehouse, logical_date: str,
-                    k: int) -> tuple[int, int]:
-    """Scores every profiled user (whole history excluded) and replaces the night's rows."""
-    from pipelines.model.recommender import serving_scorer
-    from pipelines.profiles.build import load_profiles
-    from pipelines.publish.writer import top_k_recommendations, write_recommendations
+def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse, logical_date: str, k: int,
+                    settings: GroupsParams) -> dict[str, Any]:
+    """Scores every profiled user (whole history excluded) and every group, and replaces the
+    night's rows of every published table in one transaction; returns the summary's counts."""
+    import pandas as pd
+    import torch
 
-    profiles = load_profiles(profiles_dir)
+    from pipelines.model.recommender import Catalogue, serving_scorer
+    from pipelines.model.representations import user_vectors
+    from pipelines.profiles.build import load_profiles
+    from pipelines.publish import groups as publish_groups
+    from pipelines.publish.writer import write_recommendations
+
+    profiles = load_profiles(paths.profiles)
     seqs = profiles.sequences
+    user_ids = list(seqs["user_id"])
     histories = [list(t) + [x for x in (v, s) if isinstance(x, str)]
                  for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
     item_ids = list(profiles.items["item_id"])
     texts = list(profiles.items["text"])
-    scorer = serving_scorer(model, item_ids, texts)
-    recs = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, k)
-    rows = write_recommendations(warehouse, logical_date, version, recs)
-    return rows, int(recs["user_id"].nunique())
+    catalogue = Catalogue(model, item_ids, texts)
+    with torch.no_grad():
+        text_vectors = catalogue.text_vectors()
+    scorer = serving_scorer(model, item_ids, texts, catalogue, text_vectors)
+    choice = publish_groups.serving_choice(champion.version, champion.metrics)
+    started = time.perf_counter()
+    vectors = user_vectors(model, catalogue, histories, text_vectors)
+    found = publish_groups.find_groups(vectors, user_ids, settings, *publish_groups.previous_groups(warehouse,
+                                                                                                   logical_date))
+    group_rows, averages = publish_groups.interest_group_lists(scorer, found, vectors, histories, item_ids, choice,
+                                                              settings, k)
+    group_rows += publish_groups.explicit_group_lists(scorer, getattr(profiles, "groups", None),
+                                                      dict(zip(user_ids, histories)), item_ids, choice, settings, k)
+    group_seconds = time.perf_counter() - started
+    recs = publish_groups.user_lists_with_backoff(scorer, user_ids, histories, found, averages, item_ids,
+                                                  choice.backoff_strength, k)
+    started = time.perf_counter()
+    group_profiles, members = publish_groups.profile_rows(found, user_ids, histories, profiles.items, settings)
+    group_seconds += time.perf_counter() - started
+    tables = publish_groups.night_tables(group_rows, group_profiles, members, champion.version)
+    rows = write_recommendations(warehouse, logical_date, champion.version, recs, extra=tables)
+    kinds = pd.Series([row["group_kind"] for row in group_rows], dtype=object)
+    return {"rows": rows, "users": int(recs["user_id"].nunique()),
+            "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,
+                       "backoff_strength": choice.backoff_strength,
+                       "choice": choice.source, "interest_groups": len(group_profiles),
+                       "sizes": [p["size"] for p in group_profiles], "merged_small_groups": found.merged,
+                       "withheld": found.withheld, "churn": found.churn,
+                       "interest_group_rows": int((kinds == "interest").sum()),
+                       "explicit_group_rows": int((kinds == "explicit").sum()),
+                       "tables": [table.name for table, _ in tables],
+                       "seconds": round(group_seconds, 3)}}

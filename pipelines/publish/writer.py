@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,8 +76,12 @@ def exclude_seen(scores: torch.Tensor, seen_columns: list[list[int]]) -> None:
 
 
 def write_recommendations(url: str | sa.URL, run_date: str, model_version: int, recs: pd.DataFrame,
-                          batch_rows: int = WRITE_BATCH) -> int:
+                          batch_rows: int = WRITE_BATCH,
+                          extra: Sequence[tuple[sa.Table, pd.DataFrame]] = ()) -> int:
     """Replaces the night's rows in one transaction: a rerun of the same date never duplicates.
+
+    ``extra`` tables (each with a ``run_date`` column; the frames hold every other column) have
+    their night's rows replaced in the same transaction, so readers see all tables of one night.
 
     The delete and every insert batch share one transaction, so a failure at any point rolls
     back to the night's previous rows. PostgreSQL (psycopg2 or psycopg) loads with ``COPY``;
@@ -90,14 +95,17 @@ def write_recommendations(url: str | sa.URL, run_date: str, model_version: int, 
             names the column and the problem).
     """
     rows = night_rows(recs, run_date, model_version)
+    tables = [(schema.recommendations, rows)] + [(table, frame.assign(run_date=run_date)) for table, frame in extra]
     engine = sa.create_engine(url)
-    table = schema.recommendations
     try:
-        table.create(engine, checkfirst=True)
+        for table, _ in tables:
+            table.create(engine, checkfirst=True)
         with engine.begin() as conn:
-            conn.execute(table.delete().where(table.c.run_date == run_date))
-            for start in range(0, len(rows), batch_rows):
-                insert_batch(conn, rows.iloc[start:start + batch_rows])
+            for table, frame in tables:
+                conn.execute(table.delete().where(table.c.run_date == run_date))
+                frame = frame[[column.name for column in table.columns]]
+                for start in range(0, len(frame), batch_rows):
+                    insert_batch(conn, frame.iloc[start:start + batch_rows], table)
     finally:
         engine.dispose()
     return len(rows)
@@ -132,26 +140,27 @@ def night_rows(recs: pd.DataFrame, run_date: str, model_version: int) -> pd.Data
     }, columns=list(TABLE_COLUMNS))
 
 
-def insert_batch(conn: sa.Connection, rows: pd.DataFrame) -> None:
-    """Inserts one batch inside the caller's transaction."""
+def insert_batch(conn: sa.Connection, rows: pd.DataFrame, table: sa.Table = schema.recommendations) -> None:
+    """Inserts one batch (its columns are the table's, in order) inside the caller's transaction."""
+    names = list(rows.columns)
     driver = conn.dialect.driver if conn.dialect.name == "postgresql" else None
     if driver in ("psycopg2", "psycopg"):
-        _copy_into(conn, rows, driver)
+        _copy_into(conn, rows, driver, table)
         return
-    columns = [rows[c].tolist() for c in TABLE_COLUMNS]  # plain Python values, column by column: fast
+    columns = [rows[c].tolist() for c in names]  # plain Python values, column by column: fast
     if conn.dialect.paramstyle == "qmark":  # SQLite: one executemany of tuples, no per-row compiling
-        placeholders = ", ".join("?" for _ in TABLE_COLUMNS)
-        conn.exec_driver_sql(f"INSERT INTO {schema.recommendations.name} ({', '.join(TABLE_COLUMNS)}) "
+        placeholders = ", ".join("?" for _ in names)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) "
                              f"VALUES ({placeholders})", list(zip(*columns)))
     else:
-        conn.execute(schema.recommendations.insert(), [dict(zip(TABLE_COLUMNS, values)) for values in zip(*columns)])
+        conn.execute(table.insert(), [dict(zip(names, values)) for values in zip(*columns)])
 
 
-def _copy_into(conn: sa.Connection, rows: pd.DataFrame, driver: str) -> None:
+def _copy_into(conn: sa.Connection, rows: pd.DataFrame, driver: str, table: sa.Table) -> None:
     """PostgreSQL ``COPY ... FROM STDIN`` (CSV) on the transaction's own DBAPI connection."""
     buffer = io.StringIO()
     rows.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL)
-    statement = f"COPY {schema.recommendations.name} ({', '.join(TABLE_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+    statement = f"COPY {table.name} ({', '.join(rows.columns)}) FROM STDIN WITH (FORMAT csv)"
     cursor = conn.connection.cursor()
     try:
         if driver == "psycopg2":

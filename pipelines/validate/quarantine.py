@@ -45,24 +45,32 @@ def quarantine(root: Path, logical_date: str, extract_dir: Path, validate_dir: P
     return target.resolve()
 
 
+def _days_read(reads: list[dict[str, str]]) -> list[dt.date]:
+    from pipelines.extract.partitions import days_between
+
+    return [day for read in reads
+            for day in days_between(dt.date.fromisoformat(read["first_day"]), dt.date.fromisoformat(read["end_day"]))]
+
+
 def release_snapshot_days(extract_dir: Path, snapshot: Path) -> str:
-    """Drops the days the failed night read from the extract snapshot, so the next night reads them
-    again from the warehouse (fixed by then, or failing again) instead of keeping bad rows.
+    """Drops the days the failed night read from the extract snapshot (interactions, and group
+    events where the extract has them), so the next night reads them again from the warehouse
+    (fixed by then, or failing again) instead of keeping bad rows.
 
     Returns:
         The end of the quarantine line: how many days were released, why none could be, or "".
     """
-    from pipelines.extract.partitions import PartitionStore, days_between
+    from pipelines.extract.partitions import PartitionStore
     from pipelines.validate.validation import read_manifest
 
-    reads = read_manifest(extract_dir).get("reads") or []
-    days = [day for read in reads
-            for day in days_between(dt.date.fromisoformat(read["first_day"]), dt.date.fromisoformat(read["end_day"]))]
-    if not days or not snapshot.is_dir():
+    manifest = read_manifest(extract_dir)
+    days = {"interactions": _days_read(manifest.get("reads") or []),
+            "group_events": _days_read((manifest.get("group_events") or {}).get("reads") or [])}
+    if not any(days.values()) or not snapshot.is_dir():
         return ""
     try:
         with PartitionStore(snapshot) as store:
-            released = store.forget_days(days)
+            released = sum(store.forget_days(read, table) for table, read in days.items() if read)
     except OSError as exc:
         log.error("could not release the night's days from the snapshot %s: %s", snapshot, exc)
         return f"; snapshot days NOT released ({exc})"

@@ -16,6 +16,8 @@ share, its drift against the night before) run on small frames derived with pand
 ``interactions_night``, ``interactions_drift``, ``interactions_future``) rather
 than on value sets in the suite: a value set of a million keys would be copied into the suite,
 the result and every Data Docs page, while a masked column costs one ``isin`` per key column.
+An extract with the optional group tables also gets their suites and cross-table checks
+(``pipelines.validate.groups``); without them those suites do not run.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipelines.validate import drift as drift_metrics
+from pipelines.validate import groups as group_checks
 from pipelines.core import schema
 from pipelines.validate.suites import build_suite, flatten_params, read_suite, suite_files
 from pipelines.core.io import NonRetryableError, read_json, sha256_file, write_json, write_text
@@ -85,7 +88,7 @@ DERIVED_PARAMETERS = (
     "interval_start", "interval_end", "stale_after", "event_types",
     "earlier_nights", "night_rows", "night_baseline", "top_user", "top_user_rows", "volume_checked",
     "user_share_checked", "drift_context", *(f"{name}_checked" for name in DRIFT_CHECKS),
-    "extracted_at", "future_rows", "future_rows_checked",
+    "extracted_at", "future_rows", "future_rows_checked", "groups_checked",
 )
 REFERENCES = {"item_id": "items", "user_id": "users"}
 MAX_LISTED_FAILURES = 25  # keeps summary() on one screen; result.json keeps them all
@@ -136,6 +139,9 @@ class ValidationReport:
             f"users={stats.get('users_rows')}; in the night's interval={stats.get('interval_rows')}; "
             f"newest ts={stats.get('newest_ts')}",
         ]
+        if "group_members_rows" in stats:
+            lines.append(f"  groups: memberships={stats['group_members_rows']} "
+                         f"group events={stats.get('group_events_rows')}")
         lines += [f"  - {failure.line()}" for failure in self.failures[:MAX_LISTED_FAILURES]]
         if len(self.failures) > MAX_LISTED_FAILURES:
             lines.append(f"  ... and {len(self.failures) - MAX_LISTED_FAILURES} more")
@@ -191,6 +197,12 @@ def load_extract(extract_dir: Path) -> Extract:
         if not path.exists():
             raise NonRetryableError(f"extract output missing: {path}")
         frames[table] = pd.read_parquet(path)
+    present = [table for table in schema.GROUP_TABLES if schema.extract_table_path(extract_dir, table).exists()]
+    if present and len(present) < len(schema.GROUP_TABLES):
+        missing = [table for table in schema.GROUP_TABLES if table not in present]
+        raise NonRetryableError(f"extract output missing: {schema.extract_table_path(extract_dir, missing[0])} "
+                                f"(the group tables come together)")
+    frames.update({table: pd.read_parquet(schema.extract_table_path(extract_dir, table)) for table in present})
     interval = manifest["data_interval"]
     try:
         start, end = _naive_utc(interval["start"]), _naive_utc(interval["end"])
@@ -394,12 +406,13 @@ def _night_parameters(params: Mapping[str, Any], night: NightStats | None) -> di
 
 def suite_parameters(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
                      night: NightStats | None = None, drift: DriftPlan | None = None,
-                     future: FutureRows | None = None) -> dict[str, Any]:
+                     future: FutureRows | None = None, groups: bool = False) -> dict[str, Any]:
     """Every value the suite files may name: ``params`` flattened, plus ``DERIVED_PARAMETERS``.
 
     Booleans named ``*_checked`` are the ``run_if`` conditions: ``night`` allows the volume and
     busiest-user checks where it has enough data, ``drift`` the distances it checks, ``future``
-    the future-timestamps check where the manifest records it.
+    the future-timestamps check where the manifest records it, ``groups`` the group suites where
+    the extract has the group tables.
     """
     checked = drift.checked if drift is not None else {}
     return {
@@ -413,6 +426,7 @@ def suite_parameters(params: Mapping[str, Any], start: dt.datetime, end: dt.date
         "extracted_at": future.extracted_at if future is not None else None,
         "future_rows": future.rows if future is not None else None,
         "future_rows_checked": future is not None and future.skipped is None,
+        "groups_checked": groups,
     }
 
 
@@ -424,14 +438,15 @@ def build_suites(values: Mapping[str, Any]) -> dict[str, list[Expectation]]:
 
 def build_expectations(params: Mapping[str, Any], start: dt.datetime, end: dt.datetime,
                        night: NightStats | None = None, drift: DriftPlan | None = None,
-                       future: FutureRows | None = None) -> dict[str, list[Expectation]]:
+                       future: FutureRows | None = None, groups: bool = False) -> dict[str, list[Expectation]]:
     """The whole suite, per GX asset (one suite each, since each asset is its own frame).
 
     ``night`` (from ``night_stats``) adds the volume and busiest-user checks where it allows them;
     ``drift`` (from ``drift_plan``) the drift checks it marks as checked; ``future`` (from
-    ``future_rows``) the future-timestamps check where the manifest records it.
+    ``future_rows``) the future-timestamps check where the manifest records it; ``groups`` the
+    group suites.
     """
-    return build_suites(suite_parameters(params, start, end, night, drift, future))
+    return build_suites(suite_parameters(params, start, end, night, drift, future, groups))
 
 
 def _naive_ts(interactions: pd.DataFrame) -> pd.Series | None:
@@ -462,7 +477,7 @@ def _before_created(interactions: pd.DataFrame, frames: Mapping[str, pd.DataFram
 def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: dt.datetime,
                    night: NightStats | None = None, drift: DriftPlan | None = None,
                    future: FutureRows | None = None) -> dict[str, pd.DataFrame]:
-    """The frames behind the cross-table, interval, night and future checks (empty where a column is absent)."""
+    """The frames behind the cross-table, interval, night, future and group checks (empty where a column is absent)."""
     interactions = frames["interactions"]
     unknown = pd.DataFrame(index=interactions.index)
     for column, table in REFERENCES.items():
@@ -483,6 +498,8 @@ def derived_frames(frames: Mapping[str, pd.DataFrame], start: dt.datetime, end: 
         derived[DRIFT_ASSET] = pd.DataFrame({name: [value] for name, value in drift.checked.items()}, dtype="float64")
     if future is not None and future.rows is not None:
         derived[FUTURE_ASSET] = pd.DataFrame({"future_rows": [future.rows]}, dtype="int64")
+    if group_checks.has_groups(frames):
+        derived.update(group_checks.group_check_frames(frames))
     return derived
 
 
@@ -685,7 +702,8 @@ def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any]
     """Validates the extract in ``extract_dir`` and writes ``result.json`` and Data Docs to ``out_dir``.
 
     Args:
-        extract_dir: the extract stage's output (three Parquet files and ``manifest.json``).
+        extract_dir: the extract stage's output (three Parquet tables, the group tables where
+            mapped, and ``manifest.json``).
         out_dir: where ``result.json`` and ``data_docs/`` go (the caller makes this atomic).
         params: the ``validate`` section of params.yaml.
         data_docs: build the HTML site (tests turn it off where they only read the verdict).
@@ -699,7 +717,8 @@ def validate_extract(extract_dir: Path, out_dir: Path, params: Mapping[str, Any]
     drift = drift_plan(extract.frames["interactions"], extract.start, extract.end, params)
     future = future_rows(extract.manifest, Path(extract_dir) / MANIFEST_FILE)
     frames = {**extract.frames, **derived_frames(extract.frames, extract.start, extract.end, night, drift, future)}
-    values = suite_parameters(params, extract.start, extract.end, night, drift, future)
+    values = suite_parameters(params, extract.start, extract.end, night, drift, future,
+                              groups=group_checks.has_groups(extract.frames))
     results = run_suites(build_suites(values), frames, out_dir / DATA_DOCS_DIR if data_docs else None,
                          run_name=f"validate-{extract.logical_date}", run_time=extract.end, parameters=values)
     report, entries = _report(extract, results, frames, out_dir, night, drift, future)

@@ -22,7 +22,7 @@ def tiny_project(tmp_path: Path) -> tuple[dict, Path]:
     """Writes params.yaml and a small synthetic warehouse under tmp_path; returns (params, file)."""
     params = rebased_params(tmp_path)
     paths = params["paths"]
-    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
+    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5, n_households=15)
     params["validate"]["min_rows"] = 200
     # 4 epochs: with the learning rate decaying over the run, 2 epochs of 4 steps leave the model short of MostPop
     params["finetune"].update(epochs=4, batch_size=32, text_refresh_steps=10)

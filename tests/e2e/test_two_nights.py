@@ -50,7 +50,7 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     assert history[1]["ndcg@10"] == evaluation["models"]["champion"]["metrics"]["ndcg@10"]
     report = (tmp_path / "reports/evaluate/report.html").read_text()
     assert "NOT_BLESSED" in report or "BLESSED" in report
-    for section in ("blessing", "metrics", "by-k", "deltas", "slices", "history", "training", "data"):
+    for section in ("blessing", "metrics", "by-k", "deltas", "slices", "groups", "history", "training", "data"):
         assert f'id="{section}"' in report
     by_k = pd.read_csv(tmp_path / "reports/evaluate/ndcg_by_k.csv")
     assert list(by_k["k"]) == evaluation["ks"] and "candidate" in by_k.columns
@@ -66,9 +66,29 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     assert set(recs["run_date"]) == set(NIGHTS)
     assert not recs.duplicated(["run_date", "user_id", "rank"]).any()
     assert set(recs[recs.run_date == NIGHTS[1]]["model_version"]) == {champion.version}
+    assert_groups_published(params, evaluation, champion.version)
     before = len(recs)
     assert run_stage("publish", params_file, NIGHTS[1]) == 0
     assert len(pd.read_sql("SELECT * FROM recommendations", params["paths"]["warehouse_url"])) == before
+
+
+def assert_groups_published(params: dict, evaluation: dict, version: int) -> None:
+    """Both nights published interest groups, with ids carried over and lists for every kind of group."""
+    url = params["paths"]["warehouse_url"]
+    groups = evaluation["groups"]
+    assert groups["strategy"] in params["groups"]["strategies"] and groups["explicit_groups"] > 0
+    assert "group_model" in groups["strategies"] and groups["models"]["candidate"]["group_ndcg@10"] >= 0
+    members = pd.read_sql("SELECT * FROM interest_group_members", url)
+    sizes = members.groupby(["run_date", "group_id"]).size()
+    assert set(members["run_date"]) == set(NIGHTS) and sizes.min() >= params["groups"]["min_group_size"]
+    first, second = (set(members[members.run_date == night]["group_id"]) for night in NIGHTS)
+    assert first & second  # tonight's groups keep last night's ids where their members overlap
+    profiles = pd.read_sql("SELECT * FROM interest_groups", url)
+    assert (profiles["summary"].str.contains("users")).all() and set(profiles["model_version"]) >= {version}
+    lists = pd.read_sql("SELECT * FROM group_recommendations", url)
+    tonight = lists[lists.run_date == NIGHTS[1]]
+    assert set(tonight["group_kind"]) == {"interest", "explicit"}
+    assert not lists.duplicated(["run_date", "group_kind", "group_id", "rank"]).any()
 
 
 @pytest.mark.slow

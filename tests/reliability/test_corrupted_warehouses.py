@@ -5,6 +5,9 @@ each case copies it, corrupts the copy with SQL, and runs the real extract and v
 points for the warehouse's last night. Every case must stop with a non-retryable exit and a
 message naming its cause, before any profiles are written, and must leave the warehouse, the
 registry database and the artifact store byte-for-byte as they were.
+
+The tiny warehouse has explicit groups (``demo_data.n_households``), which params.yaml maps: the
+group cases corrupt ``group_members`` and ``group_events`` the same way.
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ SPIKE = ("INSERT INTO interactions WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SE
          f"FROM interactions, k WHERE {IN_NIGHT}")
 OLDEST_USER = "(SELECT user_id FROM users ORDER BY created_at, user_id LIMIT 1)"
 LONG_TEXT = "substr(replace(hex(zeroblob(200)), '00', 'Sequel '), 1, 600)"  # 600 characters
+FIRST_ITEM = "(SELECT item_id FROM items ORDER BY item_id LIMIT 1)"
 
 # Cases whose SQL needs a looser table first (as an upstream schema change would leave it).
 REBUILDS = {"null_user_ids": ("interactions", "user_id VARCHAR(64) NOT NULL", "user_id VARCHAR(64)"),
@@ -170,6 +174,25 @@ VALIDATE_CASES: dict[str, tuple[list[str], tuple[str, str, str]]] = {
     "bot_user": (
         [f"UPDATE interactions SET user_id = {OLDEST_USER} WHERE {IN_NIGHT} AND event_id % 10 < 7"],
         ("interactions.user_id", "expect_column_max_to_be_between", "bot share")),
+    # Explicit groups: the failure names the count and the first offending rows.
+    "group_member_unknown_user": (
+        ["INSERT INTO group_members (group_id, user_id) VALUES ('g0001', 'u9999')"],
+        ("group_members.user_id", "expect_column_values_to_be_null", "rows unexpected, e.g. ['g0001/u9999']")),
+    "group_duplicate_membership": (  # every membership of g0001 recorded twice, both still open
+        ["INSERT INTO group_members SELECT * FROM group_members WHERE group_id = 'g0001'"],
+        ("group_members.group_id,user_id", "expect_column_values_to_be_null", "rows unexpected, e.g. ['g0001/u")),
+    "group_events_of_unknown_group": (
+        [f"UPDATE group_events SET group_id = 'g9999' WHERE {IN_NIGHT}"],
+        ("group_events.group_id", "expect_column_values_to_be_null", "rows unexpected, e.g. ['g9999@2026-02-09T")),
+    "group_events_of_empty_group": (  # a group whose only membership ended before its event
+        [f"INSERT INTO group_members VALUES ('g0999', {OLDEST_USER}, '2026-01-01 00:00:00.000000', "
+         "'2026-01-02 00:00:00.000000')",
+         f"INSERT INTO group_events VALUES ('g0999', {FIRST_ITEM}, 'view', '2026-02-09 12:00:00.000000')"],
+        ("group_events.group_id", "expect_column_values_to_be_null",
+         "rows unexpected, e.g. ['g0999@2026-02-09T12:00:00']; expected no empty group")),
+    "group_event_type_unknown": (
+        [f"UPDATE group_events SET event_type = 'hover' WHERE {IN_NIGHT}"],
+        ("group_events.event_type", "expect_column_values_to_be_in_set", "hover")),
 }
 
 
@@ -209,6 +232,8 @@ EXTRACT_CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "undecodable_text": (  # bytes that are not UTF-8, stored in a TEXT column
         ["UPDATE items SET title = CAST(X'4BFF6F' AS TEXT) "
          "WHERE item_id = (SELECT item_id FROM items ORDER BY item_id LIMIT 1)"], ("title",)),
+    "dropped_group_column": (["ALTER TABLE group_members DROP COLUMN left_at"], ("group_members", "left_at")),
+    "dropped_group_table": (["DROP TABLE group_events"], ("extract.mapping.group_events.table", "group_events")),
 }
 def _extract_corrupted(case: str, clean_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                        caplog: pytest.LogCaptureFixture) -> tuple[Project, dict[str, str], int, str]:
@@ -236,7 +261,8 @@ def test_extract_fails_on_an_unreadable_warehouse_and_names_the_column(
     assert project.stored() == before
 
 
-@pytest.mark.parametrize("case", ["dropped_column", "renamed_column", "changed_type", "undecodable_text"])
+@pytest.mark.parametrize("case", ["dropped_column", "renamed_column", "changed_type", "undecodable_text",
+                                  "dropped_group_column", "dropped_group_table"])
 def test_extract_failure_on_an_unreadable_warehouse_is_not_retried(
         case: str, clean_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
@@ -274,6 +300,27 @@ def test_a_quarantined_night_is_read_again_once_the_warehouse_is_fixed(
     shutil.copy(clean, project.warehouse())  # fixed upstream
     assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
     reads = read_json(Path(project.paths["extract"]) / "manifest.json")["reads"]
+    assert any(read["first_day"] <= IN_NIGHT_DAY < read["end_day"] for read in reads)
+    code, said = _run("validate", project, capsys, caplog)
+    assert code == EXIT_OK, said
+
+
+def test_a_quarantined_night_releases_its_group_event_days(
+        clean_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    project = copy_project(clean_base, tmp_path / "project")
+    clean = project.root / "clean-warehouse.db"
+    shutil.copy(project.warehouse(), clean)
+    corrupt(project, VALIDATE_CASES["group_event_type_unknown"][0])
+    assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
+    assert f"group_events/{IN_NIGHT_DAY}.parquet" in project.snapshot_files()
+    code, said = _run("validate", project, capsys, caplog)
+    assert code == EXIT_NON_RETRYABLE and "released from the snapshot" in said, said
+    assert f"group_events/{IN_NIGHT_DAY}.parquet" not in project.snapshot_files()
+
+    shutil.copy(clean, project.warehouse())  # fixed upstream
+    assert _run("extract", project, capsys, caplog)[0] == EXIT_OK
+    reads = read_json(Path(project.paths["extract"]) / "manifest.json")["group_events"]["reads"]
     assert any(read["first_day"] <= IN_NIGHT_DAY < read["end_day"] for read in reads)
     code, said = _run("validate", project, capsys, caplog)
     assert code == EXIT_OK, said

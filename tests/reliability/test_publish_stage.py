@@ -92,8 +92,8 @@ def test_a_publish_failing_midway_leaves_the_night_as_it_was(project, small_mode
     before, before_summary = published(params, NIGHTS[1]), summary(params)
     real_insert = publish.insert_batch
 
-    def insert_then_fail(conn, rows):
-        real_insert(conn, rows)  # tonight's old rows are deleted and the new ones inserted, uncommitted
+    def insert_then_fail(conn, rows, *table):
+        real_insert(conn, rows, *table)  # tonight's old rows are deleted and the new ones inserted, uncommitted
         raise ConnectionError("warehouse went away mid-write")
 
     monkeypatch.setattr(publish, "insert_batch", insert_then_fail)

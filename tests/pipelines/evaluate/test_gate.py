@@ -11,7 +11,7 @@ import yaml
 
 from pipelines.evaluate.analysis import analyse
 from pipelines.ranking.scoring import ModelRanks
-from pipelines.evaluate.gate import BOOTSTRAP_RULE, Computed, GateConfigError, bless, parse_gate
+from pipelines.evaluate.gate import BOOTSTRAP_RULE, GROUP_METRICS, Computed, GateConfigError, bless, parse_gate
 from pipelines.core.io import NonRetryableError
 from tests.conftest import PROJECT_ROOT
 
@@ -296,7 +296,8 @@ def test_computed_names_match_what_analyse_produces():
     result = analyse(ranks, ks=KS, k=K, n_items=n_items, popularity=rng.integers(1, 50, n_items).astype(float),
                      n_train_users=n_users, slices={"all": np.ones(n_users, dtype=bool)}, n_resamples=20)
     computed = Computed.for_cutoffs(KS, K)
-    assert computed.values == set(result["models"]["candidate"]["metrics"]) - {"users"}
+    group_metrics = {f"{name}@{K}" for name in GROUP_METRICS}  # pipelines.evaluate.groups' (tested there)
+    assert computed.values == set(result["models"]["candidate"]["metrics"]) - {"users"} | group_metrics
     assert computed.paired == set(result["paired"])
     assert computed.sliced == set(result["slices"]["all"]["models"]["candidate"]) - {"users"}
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.evaluate.report import SECTIONS, render_report
 
-SECTION_IDS = ["blessing", "metrics", "by-k", "deltas", "slices", "history", "training", "data"]
+SECTION_IDS = ["blessing", "metrics", "by-k", "deltas", "slices", "groups", "history", "training", "data"]
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "area", "base", "source"}
 EVIL = "<b>evil</b>"
 SCRIPT = "<script>alert(1)</script>"
@@ -67,6 +67,7 @@ def full_evaluation() -> dict:
                    "valid_ndcg": str(0.1 + 0.005 * i) if i % 2 == 0 else "", "seconds": "3.2"}
                   for i in range(1, 11)],
         "data_summary": {"users": 943, "items": 1682, "evaluated users": 943, "training interactions": 97000},
+        "groups": groups_section(),
         "blessing": {"blessed": True, "decision": "BLESSED", "reason": "all 3 judged checks passed (0 skipped)",
                      "bootstrap_rule": None,
                      "checks": [check("ndcg@10", "floor", 0.01, candidate=0.1123, champion=0.1083,
@@ -76,6 +77,33 @@ def full_evaluation() -> dict:
                                 check("ndcg@10", "slice_max_loss", 0.05, slice="users: heavy", relative=True,
                                       candidate=0.08, champion=0.07, delta=0.1429,
                                       reason="slice 'users: heavy' (300 users) ndcg@10 vs champion +14.29%")]},
+    }
+
+
+def groups_section() -> dict:
+    """The groups section as pipelines.evaluate.groups records it."""
+    def phase(base: float) -> dict:
+        return {"member_mean_ndcg@10": base, "member_min_ndcg@10": base / 4, "group_ndcg@10": base * 1.5,
+                "group_hr@10": base * 3}
+
+    return {
+        "interest_groups": {"groups": 3, "sizes": [400, 300, 243], "silhouettes": {"2": 0.2, "3": 0.3},
+                            "merged_small_groups": 1, "min_group_size": 20},
+        "strategy": "gfar", "explicit_strategy": "group_model", "strategy_chosen_on": "explicit groups",
+        "strategies": {"average": {"validation": phase(0.05), "test": phase(0.049)},
+                       "gfar": {"validation": phase(0.06), "test": phase(0.055)},
+                       "group_model": {"validation": {"group_ndcg@10": 0.2, "group_hr@10": 0.4},
+                                       "test": {"group_ndcg@10": 0.19, "group_hr@10": 0.38}}},
+        "sampled_groups": {"2": 100, "4": 100, "8": 100}, "explicit_groups": 47,
+        "backoff": {"strength": 5.0, "validation": {"0.0": 0.1, "5.0": 0.11}, "cold_max_interactions": 5,
+                    "cold": {"users": 98, "with backoff": {"ndcg@10": 0.15, "hr@10": 0.3},
+                             "without": {"ndcg@10": 0.12, "hr@10": 0.25}, "MostPop": {"ndcg@10": 0.1, "hr@10": 0.2}},
+                    "warm": {"users": 460, "with backoff": {"ndcg@10": 0.2, "hr@10": 0.4},
+                             "without": {"ndcg@10": 0.2, "hr@10": 0.4}}},
+        "models": {"candidate": {"member_mean_ndcg@10": 0.055, "cold_ndcg@10": 0.15},
+                   "MostPop": {"member_mean_ndcg@10": 0.02, "cold_ndcg@10": 0.1}},
+        "intervals": {"candidate": {"member_mean_ndcg@10": [0.05, 0.06]}},
+        "seconds": 3.2,
     }
 
 
@@ -193,14 +221,15 @@ def test_ids_are_unique_across_the_page_and_its_charts(page):
 
 def test_charts_are_inline_svg_one_per_plot(page):
     parsed = parse(page)
-    # NDCG@K, HR@K, deltas, slices, history, loss, valid_ndcg
+    # NDCG@K, HR@K, deltas, slices, backoff, history, loss, valid_ndcg
     assert parsed.svg_labels == ["NDCG@K by cut-off K", "HR@K by cut-off K", "Candidate minus champion",
-                                 "NDCG@10 by slice", "Published champion across nights", "Training loss by step",
+                                 "NDCG@10 by slice", "NDCG@10 of cold and warm users, with and without backoff",
+                                 "Published champion across nights", "Training loss by step",
                                  "Validation NDCG by step"]
-    assert parsed.svg_parents == ["figure"] * 7
+    assert parsed.svg_parents == ["figure"] * 8
     per_section = {anchor: section(page, anchor).count("<svg") for anchor in SECTION_IDS}
-    assert per_section == {"blessing": 0, "metrics": 0, "by-k": 2, "deltas": 1, "slices": 1, "history": 1,
-                           "training": 2, "data": 0}
+    assert per_section == {"blessing": 0, "metrics": 0, "by-k": 2, "deltas": 1, "slices": 1, "groups": 1,
+                           "history": 1, "training": 2, "data": 0}
     assert "<img" not in page and "<object" not in page and "<iframe" not in page
 
 
@@ -356,7 +385,8 @@ def test_first_night_explains_the_empty_sections():
     page = render_report(first_night())
     parsed = parse(page)
     assert parsed.h2_ids == SECTION_IDS
-    assert parsed.svg_labels == ["NDCG@K by cut-off K", "HR@K by cut-off K", "Training loss by step",
+    assert parsed.svg_labels == ["NDCG@K by cut-off K", "HR@K by cut-off K",
+                                 "NDCG@10 of cold and warm users, with and without backoff", "Training loss by step",
                                  "Validation NDCG by step"]
     assert "There is no champion to compare with yet (first night)" in section(page, "deltas")
     assert "No slices were computed for this night." in section(page, "slices")
@@ -387,7 +417,7 @@ def test_nan_and_missing_numbers_render_as_na():
     evaluation["data_summary"]["items"] = float("nan")
     page = render_report(evaluation)
     parsed = parse(page)
-    assert len(parsed.svg_labels) == 7
+    assert len(parsed.svg_labels) == 8
     assert "nan" not in page.lower()
     candidate_row = table_rows(section(page, "metrics"))[0]
     assert candidate_row[:4] == ["candidate", "n/a", "0.1797 [n/a, n/a]", "n/a"]
@@ -429,3 +459,20 @@ def test_input_is_not_modified():
     before = copy.deepcopy(evaluation)
     render_report(evaluation)
     assert evaluation == before
+
+
+def test_groups_show_the_strategies_the_choice_each_model_and_the_backoff(page):
+    groups = section(page, "groups")
+    assert "3 interest groups found with the candidate (sizes 400, 300, 243); 1 smaller than 20 users merged" in groups
+    rows = {row[0]: row for row in table_rows(groups) if row}
+    assert rows["gfar (serving)"][1:3] == ["0.0600", "0.0150"]  # validation mean- and least-member NDCG
+    assert "average" in rows and "group_model" in rows
+    assert rows["candidate"][1:] == ["0.0550 [0.0500, 0.0600]", "0.1500"]  # member_mean_ndcg@10, cold_ndcg@10
+    assert rows["cold users (98): with backoff"][1:] == ["0.1500", "0.3000"]
+    assert rows["cold users (98): MostPop"][1:] == ["0.1000", "0.2000"]
+    assert "Backoff strength c = 5" in groups
+
+
+def test_a_night_without_groups_says_so():
+    evaluation = {key: value for key, value in first_night().items() if key != "groups"}
+    assert "No group evaluation was recorded for this night." in section(render_report(evaluation), "groups")

@@ -101,8 +101,8 @@ def test_a_write_failing_midway_leaves_the_previous_night(warehouse_url, monkeyp
     before = stored(warehouse_url, NIGHT)
     real_insert, batches = publish.insert_batch, []
 
-    def insert_then_fail(conn, rows):
-        real_insert(conn, rows)  # the rows really are in the transaction
+    def insert_then_fail(conn, rows, *table):
+        real_insert(conn, rows, *table)  # the rows really are in the transaction
         batches.append(len(rows))
         if len(batches) == 2:
             raise OSError("connection lost after the second batch")
@@ -121,8 +121,8 @@ def test_readers_see_the_previous_night_until_the_rerun_commits(postgres_url, mo
     real_insert = publish.insert_batch
     halfway, resume = threading.Event(), threading.Event()
 
-    def insert_and_pause(conn, rows):
-        real_insert(conn, rows)
+    def insert_and_pause(conn, rows, *table):
+        real_insert(conn, rows, *table)
         if not halfway.is_set():
             halfway.set()
             assert resume.wait(30)

@@ -1,0 +1,56 @@
+"""Cold and long-tail users back off to their interest group.
+
+A user's served scores are a blend of their own (standardised) scores and their interest group's:
+``w * z(own) + (1 - w) * z(group)`` with ``w = n / (n + c)``, ``n`` the user's training
+interactions and ``c`` the backoff strength (chosen on validation; 0 turns backoff off). A user
+with one interaction leans on the group; a user with hundreds is served as before. The group's
+scores are the ``average`` strategy over its members (the mean of their standardised scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipelines.groups.aggregation import standardised
+
+
+def backoff_weights(n_interactions: np.ndarray, strength: float) -> np.ndarray:
+    """The weight of each user's own scores: ``n / (n + strength)``; 1 when ``strength`` is 0.
+
+    Raises:
+        ValueError: a negative strength.
+    """
+    if strength < 0:
+        raise ValueError(f"backoff strength must be >= 0, got {strength}")
+    n = np.asarray(n_interactions, dtype=np.float64)
+    if strength == 0:
+        return np.ones_like(n)
+    return n / (n + strength)
+
+
+def interest_group_scores(member_scores: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
+    """(groups, items): the mean standardised scores of each group's members (zeros for an empty group)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    sums = np.zeros((n_groups, member_scores.shape[1]))
+    np.add.at(sums, labels, standardised(np.asarray(member_scores, dtype=np.float64)))
+    counts = np.bincount(labels, minlength=n_groups)[:, None]
+    return sums / np.maximum(counts, 1)
+
+
+def blend_with_group(own_scores: np.ndarray, group_scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Row-wise ``w * z(own) + (1 - w) * z(group)``; ``group_scores`` has one row per user (their group's)."""
+    w = np.asarray(weights, dtype=np.float64)[:, None]
+    return w * standardised(np.asarray(own_scores, dtype=np.float64)) + (1.0 - w) * standardised(
+        np.asarray(group_scores, dtype=np.float64))
+
+
+def choose_strength(strengths: Sequence[float], validation_metric: Callable[[float], float]) -> tuple[float, dict]:
+    """The strength with the best validation metric (ties: the smaller, i.e. less backoff), and
+    every strength's value."""
+    if not strengths:
+        raise ValueError("groups.backoff_strengths is empty; list at least 0 (no backoff)")
+    values = {float(c): float(validation_metric(float(c))) for c in strengths}
+    best = max(values, key=lambda c: (values[c], -c))
+    return best, values
