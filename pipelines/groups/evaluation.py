@@ -60,3 +60,53 @@ def member_satisfaction(group_scores: np.ndarray, member_targets: Sequence[int],
     rows = np.repeat(np.asarray(group_scores, dtype=np.float64)[None, :], len(member_targets), axis=0)
     per_member = ndcg_at_k(target_ranks(rows, member_targets, [excluded] * len(member_targets)), k)
     return float(per_member.mean()), float(per_member.min())
+
+
+
+def groups_member_ranks(group_scores: np.ndarray, member_targets: Sequence[Sequence[int]],
+                        excluded: Sequence[Iterable[int]], chunk: int = 256) -> np.ndarray:
+    """Pessimistic 0-based rank of every member's held-out column in its group's one ranking
+    (``target_ranks`` of row ``g`` of ``group_scores`` for each of ``member_targets[g]``, with
+    ``excluded[g]`` taken out), flat: groups in order, each group's members in order; ``chunk``
+    groups are ranked per call.
+
+    Raises:
+        ValueError: a group without members, or lengths that differ.
+    """
+    scores = np.asarray(group_scores, dtype=np.float64)
+    if not len(member_targets) == len(excluded) == len(scores):
+        raise ValueError(f"{len(scores)} groups of scores, {len(member_targets)} of targets, {len(excluded)} excluded")
+    if any(not len(targets) for targets in member_targets):
+        raise ValueError("a group needs at least one member with a held-out item")
+    parts = []
+    for start in range(0, len(scores), chunk):
+        groups = range(start, min(start + chunk, len(scores)))
+        rows = np.repeat(np.arange(groups.start, groups.stop), [len(member_targets[g]) for g in groups])
+        excluded_rows = {g: list(excluded[g]) for g in groups}
+        parts.append(target_ranks(scores[rows], [int(t) for g in groups for t in member_targets[g]],
+                                  [excluded_rows[g] for g in rows]))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def per_group_mean_and_min(values: np.ndarray, counts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the mean and the lowest of its members' consecutive ``values`` (``counts[g]`` each, >= 1)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if not len(counts):
+        return np.empty(0), np.empty(0)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    values = np.asarray(values, dtype=np.float64)
+    return np.add.reduceat(values, offsets) / counts, np.minimum.reduceat(values, offsets)
+
+
+def groups_satisfaction(group_scores: np.ndarray, member_targets: Sequence[Sequence[int]],
+                        excluded: Sequence[Iterable[int]], k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``member_satisfaction`` of many groups at once: row ``g`` of ``group_scores`` (groups, items)
+    is group ``g``'s one ranking, ``member_targets[g]`` its members' held-out columns and
+    ``excluded[g]`` its excluded columns. Returns per group (mean-member, least-satisfied-member)
+    NDCG@k, both in [0, 1].
+
+    Raises:
+        ValueError: a group without members, or lengths that differ.
+    """
+    ranks = groups_member_ranks(group_scores, member_targets, excluded, chunk)
+    return per_group_mean_and_min(ndcg_at_k(ranks, k), [len(t) for t in member_targets])
