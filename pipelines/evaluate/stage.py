@@ -125,7 +125,7 @@ def evaluate_night_groups(scorers: Mapping[str, Scorer], candidate_items: tuple[
     vectors = user_vectors(catalogue.model, catalogue, [list(h) for h in profiles.sequences["train_items"]],
                            text_vectors)
     judged = {name: scorers[name] for name in ("candidate", "MostPop")}  # what the gate's group checks read
-    section = evaluate_groups(judged, vectors, profiles.sequences, getattr(profiles, "groups", None),
+    section = evaluate_groups(judged, vectors, profiles.sequences, profiles.groups,
                               list(profiles.items["item_id"]), groups, k=settings.k,
                               n_resamples=settings.bootstrap_resamples, seed=settings.seed)
     return {**section, "seconds": round(time.perf_counter() - started, 3)}

@@ -90,7 +90,7 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
                                                                                                    logical_date))
     group_rows, averages = publish_groups.interest_group_lists(scorer, found, vectors, histories, item_ids, choice,
                                                               settings, k)
-    group_rows += publish_groups.explicit_group_lists(scorer, getattr(profiles, "groups", None),
+    group_rows += publish_groups.explicit_group_lists(scorer, profiles.groups,
                                                       dict(zip(user_ids, histories)), item_ids, choice, settings, k)
     group_seconds = time.perf_counter() - started
     recs = publish_groups.user_lists_with_backoff(scorer, user_ids, histories, found, averages, item_ids,
