@@ -85,7 +85,8 @@ def night_result(params: dict[str, Any], night: str, truth: dict[str, int],
     }
     if previous:
         common = sorted(groups.keys() & previous.keys())
-        result["ari_vs_previous_night"] = adjusted_rand_score([previous[u] for u in common], [groups[u] for u in common])
+        result["ari_vs_previous_night"] = adjusted_rand_score([previous[u] for u in common],
+                                                              [groups[u] for u in common])
         result["ids_kept"] = len(set(groups.values()) & set(previous.values())) / len(set(groups.values()))
     return result
 

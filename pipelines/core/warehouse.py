@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -264,7 +264,8 @@ class SourceMapping:
     rating_scale: tuple[float, float]    # the warehouse's rating range
 
 
-def _identifier(value: Any, where: str) -> str:
+def identifier(value: Any, where: str) -> str:
+    """``value`` when it is a plain SQL identifier, else a NonRetryableError naming ``where``."""
     if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise NonRetryableError(
             f"{where}: {value!r} is not a plain identifier (letters, digits and '_', "
@@ -272,12 +273,37 @@ def _identifier(value: Any, where: str) -> str:
     return value
 
 
-def _dict(value: Any, where: str) -> dict:
+def mapping_entry(value: Any, where: str) -> dict:
+    """``value`` as a mapping (None: empty), else a NonRetryableError naming ``where``."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise NonRetryableError(f"{where} must be a mapping, got {type(value).__name__}")
     return value
+
+
+def parse_table_entry(key: str, entry: dict, canonical: Sequence[str], optional: Collection[str],
+                      extras: Collection[str]) -> tuple[str, str | None, dict[str, str | None]]:
+    """One table's entry of ``extract.mapping``: (table, schema, canonical column -> source column,
+    None for an optional column mapped to null); ``extras`` are the further keys the entry may have."""
+    where = f"extract.mapping.{key}"
+    allowed = {"table", "schema", "columns"} | set(extras)
+    if set(entry) - allowed:
+        raise NonRetryableError(f"{where}: unknown key(s) {sorted(set(entry) - allowed)}; expected {sorted(allowed)}")
+    table = identifier(entry.get("table", key), f"{where}.table")
+    schema_name = None if entry.get("schema") is None else identifier(entry["schema"], f"{where}.schema")
+    given = mapping_entry(entry.get("columns"), f"{where}.columns")
+    unknown = set(given) - set(canonical)
+    if unknown:
+        raise NonRetryableError(f"{where}.columns: unknown canonical column(s) {sorted(unknown)}; "
+                                f"expected {list(canonical)}")
+    columns: dict[str, str | None] = {}
+    for name in canonical:
+        source = given.get(name, name)
+        if source is None and name not in optional:
+            raise NonRetryableError(f"{where}.columns.{name} is required and cannot be null")
+        columns[name] = None if source is None else identifier(source, f"{where}.columns.{name}")
+    return table, schema_name, columns
 
 
 def parse_mapping(raw: Any) -> SourceMapping:
@@ -286,45 +312,31 @@ def parse_mapping(raw: Any) -> SourceMapping:
     Raises:
         NonRetryableError: naming the params key and the offending value.
     """
-    raw = _dict(raw, "extract.mapping")
+    raw = mapping_entry(raw, "extract.mapping")
     unknown = set(raw) - set(CANONICAL_COLUMNS)
     if unknown:
         raise NonRetryableError(f"extract.mapping: unknown table key(s) {sorted(unknown)}; "
                                 f"expected {sorted(CANONICAL_COLUMNS)}")
-    tables = {key: _parse_table(key, _dict(raw.get(key), f"extract.mapping.{key}")) for key in CANONICAL_COLUMNS}
-    interactions = _dict(raw.get("interactions"), "extract.mapping.interactions")
+    tables = {key: _parse_table(key, mapping_entry(raw.get(key), f"extract.mapping.{key}"))
+              for key in CANONICAL_COLUMNS}
+    interactions = mapping_entry(raw.get("interactions"), "extract.mapping.interactions")
     return SourceMapping(tables, _parse_event_types(interactions.get("event_types")),
                     _parse_rating_scale(interactions.get("rating_scale")))
 
 
 def _parse_table(key: str, entry: dict) -> TableMapping:
     where = f"extract.mapping.{key}"
-    allowed = {"table", "schema", "columns"} | set(INTERACTION_EXTRAS if key == "interactions" else DIMENSION_EXTRAS)
-    if set(entry) - allowed:
-        raise NonRetryableError(f"{where}: unknown key(s) {sorted(set(entry) - allowed)}; expected {sorted(allowed)}")
-    table = _identifier(entry.get("table", key), f"{where}.table")
-    schema_name = entry.get("schema")
-    if schema_name is not None:
-        schema_name = _identifier(schema_name, f"{where}.schema")
-    given = _dict(entry.get("columns"), f"{where}.columns")
-    unknown = set(given) - set(CANONICAL_COLUMNS[key])
-    if unknown:
-        raise NonRetryableError(f"{where}.columns: unknown canonical column(s) {sorted(unknown)}; "
-                                f"expected {list(CANONICAL_COLUMNS[key])}")
-    columns: dict[str, str | None] = {}
-    for canonical in CANONICAL_COLUMNS[key]:
-        source = given.get(canonical, canonical)
-        if source is None and canonical not in OPTIONAL_COLUMNS[key]:
-            raise NonRetryableError(f"{where}.columns.{canonical} is required and cannot be null")
-        columns[canonical] = None if source is None else _identifier(source, f"{where}.columns.{canonical}")
+    table, schema_name, columns = parse_table_entry(
+        key, entry, CANONICAL_COLUMNS[key], OPTIONAL_COLUMNS[key],
+        INTERACTION_EXTRAS if key == "interactions" else DIMENSION_EXTRAS)
     updated_at = entry.get("updated_at")
     if updated_at is not None:
-        updated_at = _identifier(updated_at, f"{where}.updated_at")
+        updated_at = identifier(updated_at, f"{where}.updated_at")
     return TableMapping(key, table, schema_name, columns, updated_at)
 
 
 def _parse_event_types(raw: Any) -> dict[str, str]:
-    renames = _dict(raw, "extract.mapping.interactions.event_types")
+    renames = mapping_entry(raw, "extract.mapping.interactions.event_types")
     for source, target in renames.items():
         if target not in schema.EVENT_TYPES:
             raise NonRetryableError(f"extract.mapping.interactions.event_types.{source}: {target!r} is not "

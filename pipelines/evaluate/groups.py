@@ -173,7 +173,8 @@ def evaluate_groups(scorers: Mapping[str, Scorer], user_vectors: np.ndarray, seq
     explicit_valid = explicit_cases(explicit, user_row, item_ids, "valid_item")
     explicit_test = explicit_cases(explicit, user_row, item_ids, "test_item")
     histories = {"valid": [list(h) for h in sequences["train_items"]]}
-    histories["test"] = [h + ([v] if isinstance(v, str) else []) for h, v in zip(histories["valid"], sequences["valid_item"])]
+    histories["test"] = [h + ([v] if isinstance(v, str) else [])
+                         for h, v in zip(histories["valid"], sequences["valid_item"])]
     log.info("groups: %d interest groups (%d small ones merged), %d sampled evaluation groups, %d explicit groups "
              "with a test item", n_groups, merged, len(sampled), len(explicit_test))
 
@@ -236,7 +237,8 @@ def compare_strategies(valid: np.ndarray, test: np.ndarray, people: Population, 
                 row[phase] = {f"member_mean_ndcg@{k}": _mean(mean), f"member_min_ndcg@{k}": _mean(least)}
             if cases:
                 ranks = explicit_ranks(scores, cases, own, strategy, k, settings.relevant_items)
-                row[phase].update({f"group_ndcg@{k}": _mean(ndcg_at_k(ranks, k)), f"group_hr@{k}": _mean(hit_at_k(ranks, k))})
+                row[phase].update({f"group_ndcg@{k}": _mean(ndcg_at_k(ranks, k)),
+                                   f"group_hr@{k}": _mean(hit_at_k(ranks, k))})
         out[strategy] = row
     return out
 

@@ -311,7 +311,8 @@ def _groups_view(groups: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | N
     strategies = Table(
         ["strategy", *(f"{phase} {m}" for phase in ("validation", "test") for m in strategy_metrics)],
         [[f"{name} (serving)" if name == groups.get("strategy") else str(name),
-          *(_fmt(_mapping(_mapping(row).get(phase)).get(m)) for phase in ("validation", "test") for m in strategy_metrics)]
+          *(_fmt(_mapping(_mapping(row).get(phase)).get(m))
+            for phase in ("validation", "test") for m in strategy_metrics)]
          for name, row in _mapping(groups.get("strategies")).items()])
     per_model = _mapping(groups.get("models"))
     metric_names = sorted({m for values in per_model.values() for m in _mapping(values)}, key=_group_metric_order)
@@ -341,12 +342,14 @@ def _backoff_view(backoff: Mapping[str, Any], ctx: _Context) -> dict[str, Any] |
                 values = _mapping(entry[label])
                 rows.append([f"{slice_name} users ({_fmt_plain(entry.get('users'))}): {label}", _fmt(values.get(ndcg)),
                              _fmt(values.get(hr))])
-                bars.append(Bar(f"{slice_name}: {label}", _NEUTRAL_STYLE if label != "with backoff" else _CANDIDATE_STYLE,
+                style = _CANDIDATE_STYLE if label == "with backoff" else _NEUTRAL_STYLE
+                bars.append(Bar(f"{slice_name}: {label}", style,
                                 finite(values.get(ndcg)), text=_fmt(values.get(ndcg))))
     title = f"NDCG@{ctx.k} of cold and warm users, with and without backoff"
     strength = backoff.get("strength")
     note = (f"Backoff strength c = {_fmt_plain(strength)} (own-score weight n / (n + c), chosen on validation over "
-            f"all users; 0 means no backoff); cold users have at most {_fmt_plain(backoff.get('cold_max_interactions'))} "
+            "all users; 0 means no backoff); cold users have at most "
+            f"{_fmt_plain(backoff.get('cold_max_interactions'))} "
             "training interactions.")
     return {"note": note, "table": Table(["users", ndcg, hr], rows),
             "chart": chart(title, bar_chart(title, [(row[0], [bar]) for row, bar in zip(rows, bars)],

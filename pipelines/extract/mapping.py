@@ -57,52 +57,22 @@ def parse_extract_mapping(raw: Any) -> ExtractMapping:
         missing = [key for key in schema.GROUP_TABLES if key not in groups]
         raise NonRetryableError(f"extract.mapping: {', '.join(groups)} is mapped without {', '.join(missing)}; "
                                 "map both group tables or neither")
-    entries = {key: _entry(groups[key], f"extract.mapping.{key}") for key in groups}
+    entries = {key: warehouse.mapping_entry(groups[key], f"extract.mapping.{key}") for key in groups}
     tables = {**base.tables, **{key: _parse_group_table(key, entry) for key, entry in entries.items()}}
     event_types = _parse_event_types(entries.get("group_events", {}).get("event_types"))
     return ExtractMapping(tables, base.event_types, base.rating_scale, event_types)
 
 
-def _entry(value: Any, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise NonRetryableError(f"{where} must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _identifier(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not warehouse.IDENTIFIER.fullmatch(value):
-        raise NonRetryableError(
-            f"{where}: {value!r} is not a plain identifier (letters, digits and '_', "
-            "not starting with a digit, at most 128 characters)")
-    return value
-
-
 def _parse_group_table(key: str, entry: dict) -> warehouse.TableMapping:
-    where = f"extract.mapping.{key}"
-    allowed = {"table", "schema", "columns"} | ({"event_types"} if key == "group_events" else set())
-    if set(entry) - allowed:
-        raise NonRetryableError(f"{where}: unknown key(s) {sorted(set(entry) - allowed)}; expected {sorted(allowed)}")
-    table = _identifier(entry.get("table", key), f"{where}.table")
-    schema_name = None if entry.get("schema") is None else _identifier(entry["schema"], f"{where}.schema")
-    given = _entry(entry.get("columns"), f"{where}.columns")
-    unknown = set(given) - set(GROUP_COLUMNS[key])
-    if unknown:
-        raise NonRetryableError(f"{where}.columns: unknown canonical column(s) {sorted(unknown)}; "
-                                f"expected {list(GROUP_COLUMNS[key])}")
-    columns: dict[str, str | None] = {}
-    for canonical in GROUP_COLUMNS[key]:
-        source = given.get(canonical, canonical)
-        if source is None and canonical not in GROUP_OPTIONAL_COLUMNS[key]:
-            raise NonRetryableError(f"{where}.columns.{canonical} is required and cannot be null")
-        columns[canonical] = None if source is None else _identifier(source, f"{where}.columns.{canonical}")
+    extras = {"event_types"} if key == "group_events" else set()
+    table, schema_name, columns = warehouse.parse_table_entry(key, entry, GROUP_COLUMNS[key],
+                                                              GROUP_OPTIONAL_COLUMNS[key], extras)
     return warehouse.TableMapping(key, table, schema_name, columns)
 
 
 def _parse_event_types(raw: Any) -> dict[str, str]:
     where = "extract.mapping.group_events.event_types"
-    renames = _entry(raw, where)
+    renames = warehouse.mapping_entry(raw, where)
     for source, target in renames.items():
         if target not in schema.EVENT_TYPES:
             raise NonRetryableError(f"{where}.{source}: {target!r} is not a canonical event type "

@@ -183,7 +183,8 @@ def explicit_group_lists(scorer: Scorer, groups: pd.DataFrame | None, user_histo
         members = [u for u in group["members"] if u in user_histories]
         if not members:
             continue
-        history = list(group["train_items"]) + [x for x in (group["valid_item"], group["test_item"]) if isinstance(x, str)]
+        held_out = [x for x in (group["valid_item"], group["test_item"]) if isinstance(x, str)]
+        history = list(group["train_items"]) + held_out
         scores = standardised_scores(scorer, [user_histories[u] for u in members])
         exclude = np.array([column[i] for i in history if i in column], dtype=np.int64)
         ranked = (group_model_scores(standardised_scores(scorer, [history])[0], scores, exclude=exclude)

@@ -1,0 +1,157 @@
+""""ours" on a ConsRec-layout group dataset: the platform's stages train on it, its group code ranks.
+
+The dataset goes into a SQLite warehouse of a temporary project through the canonical tables
+the shipped ``extract.mapping`` reads: users, items (titles from ``itemSemantic.txt`` when
+present), interactions (``userRatingTrain.txt``), ``group_members`` and ``group_events``
+(``groupRatingTrain.txt``). The layout has no time, so events keep the files' order, one second
+apart. extract -> validate -> profiles -> finetune then run for real with the bench overrides of
+``bench.quality.bench_params`` (finetune learns from the group events as a night does).
+
+The candidate ranks each test case through the platform's own functions: members' and the group's
+histories scored by ``serving_scorer``, then every strategy of ``pipelines.groups.aggregation``
+and ``group_model`` (the model on the group's own history plus its members' average). The
+strategy reported as "ours" is chosen on the groups' validation choices (the profiles stage's
+held-out second-to-last group event, which training never saw), never on the test file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import quality
+
+OURS_STAGES = ("extract", "validate", "profiles", "finetune")
+ORIGIN = dt.datetime(2020, 1, 1)
+
+
+def import_consrec(data, url: str) -> str:
+    """Writes ``data`` (a ``pipelines.datasets.consrec.GroupDataset``) into the warehouse at ``url``;
+    returns the logical date (the day after the last event)."""
+    from pipelines.datasets.synthetic import replace_canonical_tables
+
+    users = sorted({*data.user_train["user_id"], *(u for members in data.members.values() for u in members)})
+    items = sorted({*data.user_train["item_id"], *data.group_train["item_id"], *data.group_test["item_id"]})
+    n_user_events = len(data.user_train)
+    user_times = [ORIGIN + dt.timedelta(seconds=i) for i in range(n_user_events)]
+    group_times = [ORIGIN + dt.timedelta(seconds=i) for i in range(len(data.group_train))]
+    memberships = [(g, u) for g, members in data.members.items() for u in members]
+    replace_canonical_tables(
+        url,
+        users={"user_id": users, "attributes": [""] * len(users), "created_at": [ORIGIN] * len(users)},
+        items={"item_id": items, "title": [data.item_names.get(i, f"item {i}") for i in items],
+               "categories": [""] * len(items), "description": [""] * len(items), "created_at": [ORIGIN] * len(items)},
+        interactions={"event_id": list(range(n_user_events)), "user_id": list(data.user_train["user_id"]),
+                      "item_id": list(data.user_train["item_id"]), "event_type": ["like"] * n_user_events,
+                      "rating": [None] * n_user_events, "ts": user_times},
+        group_members={"group_id": [g for g, _ in memberships], "user_id": [u for _, u in memberships],
+                       "joined_at": [None] * len(memberships), "left_at": [None] * len(memberships)},
+        group_events={"group_id": list(data.group_train["group_id"]), "item_id": list(data.group_train["item_id"]),
+                      "event_type": ["like"] * len(data.group_train), "ts": group_times},
+    )
+    last = max(user_times[-1] if user_times else ORIGIN, group_times[-1] if group_times else ORIGIN)
+    return (last.date() + dt.timedelta(days=1)).isoformat()
+
+
+def train_ours(data, project: Path, params_path: Path, budget_minutes: float, threads: int | None) -> dict[str, Any]:
+    """Runs the platform's stages up to finetune on ``data``; returns params, profiles, model, training."""
+    import yaml
+
+    from pipelines.core.io import read_json
+    from pipelines.model.recommender import load_model
+    from pipelines.profiles.build import load_profiles
+
+    url = f"sqlite:///{project / 'warehouse.db'}"  # what bench_params names paths.warehouse_url
+    logical_date = import_consrec(data, url)
+    params = quality.bench_params(yaml.safe_load(params_path.read_text()), project, logical_date, budget_minutes,
+                                  params_path.resolve().parent)
+    params["validate"]["min_rows"] = 1
+    params_file = project / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    seconds = {stage: quality.run_stage(stage, params_file, logical_date, threads) for stage in OURS_STAGES}
+    return {"params": params, "profiles": load_profiles(params["paths"]["profiles"]),
+            "model": load_model(Path(params["paths"]["candidate"])), "stage_seconds": seconds,
+            "training": read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")}
+
+
+def ranked_lists(scorer, member_histories: Sequence[Sequence[str]], own_history: Sequence[str], excluded: np.ndarray,
+                 strategies: Sequence[str], k: int) -> dict[str, np.ndarray]:
+    """One group's scores under every strategy (excluded items -inf)."""
+    import torch
+
+    from pipelines.groups.aggregation import GROUP_MODEL, group_model_scores, group_scores
+
+    with torch.no_grad():
+        members = scorer([list(h) for h in member_histories]).float().numpy().astype(np.float64)
+        own = scorer([list(own_history)]).float().numpy().astype(np.float64)[0]
+    return {strategy: (group_model_scores(own, members, exclude=excluded) if strategy == GROUP_MODEL
+                       else group_scores(members, strategy, k=k, exclude=excluded)) for strategy in strategies}
+
+
+def score_ours(data, trained: dict[str, Any], cases, k: int, top: int) -> dict[str, Any]:
+    """ours under every strategy on the test ``cases`` (group_id, item_id), the strategy chosen on
+    the groups' validation choices, and each test group's top ``top`` under the chosen strategy."""
+    from pipelines.groups.aggregation import GROUP_MODEL, STRATEGIES
+    from pipelines.groups.evaluation import hit_at_k, ndcg_at_k, target_ranks
+    from pipelines.model.recommender import serving_scorer
+
+    profiles = trained["profiles"]
+    item_ids = list(profiles.items["item_id"])
+    column = {item: i for i, item in enumerate(item_ids)}
+    scorer = serving_scorer(trained["model"], item_ids, list(profiles.items["text"]))
+    seqs = profiles.sequences
+    user_history = {u: list(t) + [x for x in (v, s) if isinstance(x, str)]
+                    for u, t, v, s in zip(seqs["user_id"], seqs["train_items"], seqs["valid_item"], seqs["test_item"])}
+    strategies = [*STRATEGIES, GROUP_MODEL]
+    full_history = data.group_train.groupby("group_id")["item_id"].agg(list).to_dict()
+
+    def members_of(group: str) -> list[list[str]]:
+        return [user_history[u] for u in data.members.get(group, []) if u in user_history] or [[]]
+
+    validation: dict[str, list[float]] = {s: [] for s in strategies}
+    for _, group in profiles.groups.iterrows():  # the held-out validation choice, history = training items
+        if not isinstance(group["valid_item"], str) or group["valid_item"] not in column:
+            continue
+        excluded = np.array([column[i] for i in group["train_items"] if i in column], dtype=np.int64)
+        lists = ranked_lists(scorer, members_of(group["group_id"]), group["train_items"], excluded, strategies, k)
+        for strategy, scores in lists.items():
+            rank = target_ranks(scores[None, :], [column[group["valid_item"]]], [excluded.tolist()])
+            validation[strategy].append(float(ndcg_at_k(rank, k)[0]))
+    chosen = max(strategies, key=lambda s: (np.mean(validation[s]) if validation[s] else -1.0, -strategies.index(s)))
+
+    ranks: dict[str, list[int]] = {s: [] for s in strategies}
+    tops: dict[str, list[str]] = {}
+    for group, items in cases.groupby("group_id")["item_id"]:
+        history = full_history.get(group, [])
+        excluded = np.array([column[i] for i in history if i in column], dtype=np.int64)
+        lists = ranked_lists(scorer, members_of(group), history, excluded, strategies, k)
+        for strategy, scores in lists.items():
+            known = [column[i] for i in items if i in column]
+            ranks[strategy] += target_ranks(np.repeat(scores[None, :], len(known), 0), known,
+                                            [excluded.tolist()] * len(known)).tolist()
+            ranks[strategy] += [len(item_ids)] * (len(items) - len(known))  # an unknown item: a miss
+        order = np.argsort(-lists[chosen], kind="stable")[:top]
+        tops[group] = [item_ids[c] for c in order if np.isfinite(lists[chosen][c])]
+    per_strategy = {s: {f"ndcg@{k}": float(ndcg_at_k(np.array(r), k).mean()),
+                        f"hr@{k}": float(hit_at_k(np.array(r), k).mean()),
+                        "validation_ndcg": float(np.mean(validation[s])) if validation[s] else None}
+                    for s, r in ranks.items()}
+    return {"chosen": chosen, "strategies": per_strategy, "validation_groups": len(validation[chosen]),
+            "top": tops, "case_ranks": ranks[chosen]}
+
+
+def run_ours(dataset_dir: Path, cases, args: argparse.Namespace, project: Path, k: int, top: int = 20
+             ) -> dict[str, Any]:
+    from pipelines.datasets.consrec import load_consrec
+
+    data = load_consrec(dataset_dir)
+    trained = train_ours(data, project, args.params, args.budget_minutes, getattr(args, "threads", None))
+    result = score_ours(data, trained, cases, k, top)
+    result.update(stage_seconds=trained["stage_seconds"], training={
+        key: trained["training"].get(key) for key in ("steps", "stopped_by", "train_seconds", "best_valid_ndcg@10")})
+    return result
