@@ -1,13 +1,14 @@
 """Group recommendation benchmarks: a ConsRec-layout dataset's own groups, synthetic groups and cold users.
 
-    python bench/groups.py DATASET_DIR [--out bench/results] [--lambdas 10,50,...] [--seed 0]
+    python bench/groups.py DATASET_DIR [--budget-minutes M] [--out bench/results] [--lambdas 10,50,...] [--seed 0]
     python bench/groups.py --synthetic MOVIELENS_DIR [--budget-minutes M] [--out DIR]  (bench/groups_synthetic.py)
     python bench/groups.py --cold MOVIELENS_DIR [--budget-minutes M] [--out DIR]       (bench/groups_cold.py)
 
-``--synthetic`` and ``--cold`` train the platform's own model with its stages in a temporary
-project (``bench/groups_ours.py``, as ``bench/quality.py`` does); they need different models (the
-cold bench deletes events before training), so each trains its own; both flags together run both.
-The rest of this docstring is the ConsRec mode.
+Every mode trains the platform's own model with its stages in a temporary project (as
+``bench/quality.py`` does): ``--synthetic`` and ``--cold`` through ``bench/groups_ours.py``, the
+ConsRec mode through ``bench/groups_consrec.py``, within ``--budget-minutes`` of training. The
+synthetic and cold modes need different models (the cold bench deletes events before training), so
+each trains its own; both flags together run both. The rest of this docstring is the ConsRec mode.
 
 Protocol (full ranking): one case per (group, test item); the group's training items are excluded
 from its ranking; test pairs whose item is already in the group's training pairs are dropped and
@@ -17,8 +18,9 @@ test case: its item is one of the group's training items that no member has in t
 training history (on CAMRa2011 no test item is in a member's history, while 83% of the groups'
 training items are; holding out any training item would choose the weight on an easier task).
 Models: MostPop (group training counts), GroupEASE (EASE over group and user rows stacked, scored
-from the group's row), EASE on the members with average and with least-misery aggregation. The platform's own group model is not part of this mode yet
-(``--budget-minutes`` is accepted and unused here until it is).
+from the group's row), EASE on the members with average and with least-misery aggregation, and
+ours under each strategy (``ours + <strategy>``); ``ours`` is the strategy chosen on the groups'
+validation choices (see ``bench/groups_consrec.py``). ``--baselines-only`` skips ours.
 
 For comparison with published tables only, the literature's sampled protocol is reported beside
 (``sampled_protocol`` in the JSON): per case the positive among 100 negatives, ties counted against
@@ -29,8 +31,9 @@ catalogue items outside the group's training and test items. It is not the headl
 100 negatives, popularity alone ranks most positives high (the full ranking tells models apart).
 
 Writes ``<out>/groups-<dataset>.json``, ``<out>/group-recs-<dataset>.csv`` (``group_id,rank,item_id``:
-the top 20 of every group of the test file from GroupEASE, the best model of this mode for now, with
-the group's training items excluded, the dataset's own ids) and prints the tables.
+the top 20 of every group of the test file from ours under its chosen strategy, or from GroupEASE
+with ``--baselines-only``; the group's training items excluded, the dataset's own ids) and prints
+the tables.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +153,46 @@ def top_recommendations(scores: np.ndarray, groups: Sequence[str], excluded: Seq
     return pd.DataFrame(rows)
 
 
-def run(dataset_dir: Path, lambdas: list[float], seed: int) -> dict[str, Any]:
-    """The ConsRec-mode document; ``recs`` (GroupEASE's top lists) travels beside it, popped before writing."""
+def ours_rows(ours: Mapping[str, Any], catalogue: Sequence[str]) -> dict[str, np.ndarray]:
+    """ours' per-strategy score rows moved onto the bench's catalogue; an item the platform's
+    profiles lack (a test item no training row names) scores -inf, so it ranks last."""
+    profile_column = {item: i for i, item in enumerate(ours["item_ids"])}
+    columns = np.array([profile_column.get(item, -1) for item in catalogue], dtype=np.int64)
+    known = columns >= 0
+    moved = {}
+    for strategy, scores in ours["scores"].items():
+        rows = np.full((len(scores), len(catalogue)), -np.inf)
+        rows[:, known] = scores[:, columns[known]]
+        moved[strategy] = rows
+    return moved
+
+
+def judge_ours(trained: Mapping[str, Any], rows: Mapping[str, np.ndarray], groups: Sequence[str], test,
+               results: dict[str, Any], test_scores: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Adds ``ours + <strategy>`` and ``ours`` (the strategy chosen on validation) to ``results`` and
+    ``test_scores`` (``rows`` are ``groups`` in order, ``test`` the bench's cases); returns the details."""
+    from pipelines.groups import baselines as gb
+
+    row_of = {g: i for i, g in enumerate(groups)}
+    test_rows = [row_of[g] for g in test.groups]
+    for strategy, scores in rows.items():
+        name = f"ours + {strategy}"
+        test_scores[name] = scores[test_rows]
+        results[name] = {**gb.metrics(test_scores[name], test, K),
+                         "validation_ndcg": trained["validation_ndcg"][strategy]}
+    chosen = f"ours + {trained['chosen']}"
+    results["ours"] = {**results[chosen], "strategy": trained["chosen"]}
+    test_scores["ours"] = test_scores[chosen]
+    return {"strategy": trained["chosen"], "chosen_on": "the groups' validation choices "
+            f"({trained['validation_groups']} groups' held-out second-to-last training choice)",
+            "training": trained["training"], "stage_seconds": trained["stage_seconds"]}
+
+
+def run(dataset_dir: Path, lambdas: list[float], seed: int,
+        ours: Callable[[Any, list[str]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ConsRec-mode document; ``recs`` (top lists) travels beside it, popped before writing.
+    ``ours(data, groups)`` trains the platform on the dataset and scores ``groups``
+    (``bench.groups_consrec.run_ours``); without it only the baselines run."""
     from pipelines.datasets.consrec import load_consrec
     from pipelines.groups import baselines as gb
 
@@ -213,11 +254,22 @@ def run(dataset_dir: Path, lambdas: list[float], seed: int) -> dict[str, Any]:
                          "seconds": round(time.perf_counter() - started, 1)}
         progress(f"{name}: {results[name]}")
 
-    sampled = {name: sampled_metrics(scores, test.targets, negatives, K) for name, scores in test_scores.items()}
     rec_groups = sorted(set(data.group_test["group_id"]), key=lambda g: (len(g), g))
     rec_cases = gb.Cases(rec_groups, np.zeros(len(rec_groups), dtype=np.int64), [group_train[g] for g in rec_groups])
-    recs = top_recommendations(gb.group_ease(all_rows, group_weights, rec_cases), rec_groups, rec_cases.excluded,
-                               catalogue, RECS_K)
+    rec_model, rec_scores = "GroupEASE", gb.group_ease(all_rows, group_weights, rec_cases)
+    ours_details = None
+    if ours is not None:
+        progress(f"ours: the platform's stages on the dataset, then {len(rec_groups)} groups scored")
+        started = time.perf_counter()
+        trained = ours(data, rec_groups)
+        rows = ours_rows(trained, catalogue)
+        ours_details = judge_ours(trained, rows, rec_groups, test, results, test_scores)
+        ours_details["seconds"] = round(time.perf_counter() - started, 1)
+        rec_model, rec_scores = f"ours ({trained['chosen']})", rows[trained["chosen"]]
+        progress(f"ours ({trained['chosen']}): {results['ours']}")
+
+    sampled = {name: sampled_metrics(scores, test.targets, negatives, K) for name, scores in test_scores.items()}
+    recs = top_recommendations(rec_scores, rec_groups, rec_cases.excluded, catalogue, RECS_K)
     return {"dataset": dataset_dir.resolve().name, "k": K,
             "protocol": {"cases": len(test.groups), "validation_cases": len(valid.groups),
                          "leaking_test_pairs_dropped": len(data.leaking_test_pairs()),
@@ -231,13 +283,15 @@ def run(dataset_dir: Path, lambdas: list[float], seed: int) -> dict[str, Any]:
                               "source": "groupRatingNegative.txt where listed (less the group's training and test "
                                         "items and items outside the catalogue), then seeded draws outside them"},
                 "models": sampled},
-            "recs": {"model": "GroupEASE", "k": RECS_K, "groups": len(rec_groups), "frame": recs}}
+            **({"ours": ours_details} if ours_details else {}),
+            "recs": {"model": rec_model, "k": RECS_K, "groups": len(rec_groups), "frame": recs}}
 
 
 def format_table(document: dict[str, Any]) -> str:
     lines = [f"| model | NDCG@{K} | HR@{K} | lambda |", "|---|---|---|---|"]
     for name, row in document["models"].items():
-        lines.append(f"| {name} | {row[f'ndcg@{K}']:.4f} | {row[f'hr@{K}']:.4f} | {row.get('lambda', '')} |")
+        label = f"{name} ({row['strategy']})" if "strategy" in row else name
+        lines.append(f"| {label} | {row[f'ndcg@{K}']:.4f} | {row[f'hr@{K}']:.4f} | {row.get('lambda', '')} |")
     if "sampled_protocol" in document:
         lines += ["", f"Sampled protocol (1 positive + {SAMPLED_NEGATIVES} negatives; for comparison with published "
                   "tables only)", f"| model | NDCG@{K} | HR@{K} |", "|---|---|---|"]
@@ -267,7 +321,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="simulated cold users backing off to their interest group (bench/groups_cold.py)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
     parser.add_argument("--budget-minutes", type=float, default=15.0,
-                        help="wall-clock training budget of ours (--synthetic, --cold; default 15)")
+                        help="wall-clock training budget of ours (default 15)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="ConsRec mode: the baselines without training ours (minutes instead of the budget)")
     parser.add_argument("--lambdas", default=",".join(str(v) for v in DEFAULT_LAMBDAS),
                         help="EASE L2 weights to choose from on validation (comma separated)")
     parser.add_argument("--seed", type=int, default=0,
@@ -322,6 +378,23 @@ def run_trained(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             shutil.rmtree(project, ignore_errors=True)
 
 
+def run_consrec(args: argparse.Namespace) -> dict[str, Any]:
+    """The ConsRec mode: the baselines and, unless ``--baselines-only``, ours trained in a temporary project."""
+    if args.baselines_only:
+        return run(args.dataset, args.lambdas, args.seed)
+    from bench.groups_consrec import run_ours
+
+    project = Path(tempfile.mkdtemp(prefix="bench-groups-consrec-"))
+    try:
+        return run(args.dataset, args.lambdas, args.seed,
+                   ours=lambda data, groups: run_ours(data, args, project, groups, K))
+    finally:
+        if args.keep:
+            progress(f"temporary project kept at {project}")
+        else:
+            shutil.rmtree(project, ignore_errors=True)
+
+
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     from bench.quality import write_atomic
 
@@ -361,9 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    document = run(args.dataset, args.lambdas, args.seed)
+    try:
+        document = run_consrec(args)
+    except (RuntimeError, ValueError) as exc:  # a failed stage, an unreadable dataset
+        hint = "" if args.keep or args.baselines_only else " (rerun with --keep to inspect the project)"
+        progress(f"FAILED: {exc}{hint}")
+        return 1
     recs = document.pop("recs")
     document.update(machine=machine_info(), seconds=round(time.perf_counter() - started, 1),
+                    budget_minutes=None if args.baselines_only else args.budget_minutes,
                     recommendations={key: value for key, value in recs.items() if key != "frame"})
     result_file = args.out / f"groups-{document['dataset']}.json"
     write_json(result_file, document)

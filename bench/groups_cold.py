@@ -15,8 +15,9 @@ clusters of the candidate's user vectors of the training histories
 (``pipelines.model.representations.user_vectors`` -> ``cluster_users(vectors, 0, max_groups=12,
 seed=0)`` -> ``merge_small_groups(labels, vectors, 20)``); a user's served scores are
 ``blend_with_group`` of their own and their group's (``interest_group_scores``, all its members)
-with ``backoff_weights(n, c)``, n the interactions the scorer sees (training items for validation,
-plus the validation item for the test). c is chosen on validation NDCG@10 over all users
+with ``backoff_weights(n, c, cap)``, n the interactions the scorer sees (training items for
+validation, plus the validation item for the test), cap the platform's
+``groups.backoff_max_interactions`` (users with more keep their own scores). c is chosen on validation NDCG@10 over all users
 (``choose_strength`` over ``--strengths``), so warm users are not traded away. On the test
 targets (full ranking, history excluded, ties against the target): cold users (<= 5 training
 interactions) with backoff, without (c = 0) and MostPop (training counts); warm users with and
@@ -80,14 +81,16 @@ def truncate_warehouse(url: str, share: float, max_kept: int, seed: int) -> dict
 
 
 def blended(scores: np.ndarray, labels: np.ndarray, n_groups: int, lengths: np.ndarray, rows: np.ndarray,
-            strength: float) -> np.ndarray:
-    """Scores of ``rows`` after backoff to their interest group (the group from all its members)."""
+            strength: float, max_interactions: int | None = None) -> np.ndarray:
+    """Scores of ``rows`` after backoff to their interest group (the group from all its members);
+    rows with more than ``max_interactions`` keep their own."""
     from pipelines.groups.backoff import backoff_weights, blend_with_group, interest_group_scores
 
     if strength == 0:
         return scores[rows]
     group = interest_group_scores(scores, labels, n_groups)
-    return blend_with_group(scores[rows], group[labels[rows]], backoff_weights(lengths[rows], strength))
+    return blend_with_group(scores[rows], group[labels[rows]],
+                            backoff_weights(lengths[rows], strength, max_interactions))
 
 
 def outcomes(scores: np.ndarray, rows: np.ndarray, targets: np.ndarray, histories: Sequence[Sequence[int]],
@@ -155,10 +158,11 @@ def run_cold(trained, args) -> dict[str, Any]:
     lengths = {"validation": np.array([len(h) for h in people.train_items]),
                "test": np.array([len(h) + 1 for h in people.train_items])}
     everyone = np.arange(len(people.user_ids))
+    cap = int(trained.params["groups"]["backoff_max_interactions"])  # the platform's setting, as a night serves
 
     def evaluate(phase: str, rows: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
         histories, targets = people.phase(phase)
-        mixed = blended(scores[phase], labels, n_groups, lengths[phase], rows, strength)
+        mixed = blended(scores[phase], labels, n_groups, lengths[phase], rows, strength, cap)
         local = np.arange(len(rows))
         return outcomes(mixed, local, targets[rows], [histories[r] for r in rows])
 
@@ -204,7 +208,7 @@ def run_cold(trained, args) -> dict[str, Any]:
                      "users": len(people.user_ids), "items": len(item_ids), "bootstrap_resamples": BOOTSTRAP_RESAMPLES},
         "training": trained.training_summary(),
         "interest_groups": groups_info,
-        "backoff": {"strength": strength, "validation": {f"{c:g}": round(v, 6) for c, v in curve.items()},
+        "backoff": {"strength": strength, "max_interactions": cap, "validation": {f"{c:g}": round(v, 6) for c, v in curve.items()},
                     "validation_by_segment": by_segment},
         "segments": segments,
         "summary": cold_summary(segments),

@@ -7,11 +7,12 @@ present), interactions (``userRatingTrain.txt``), ``group_members`` and ``group_
 apart. extract -> validate -> profiles -> finetune then run for real with the bench overrides of
 ``bench.quality.bench_params`` (finetune learns from the group events as a night does).
 
-The candidate ranks each test case through the platform's own functions: members' and the group's
-histories scored by ``serving_scorer``, then every strategy of ``pipelines.groups.aggregation``
-and ``group_model`` (the model on the group's own history plus its members' average). The
-strategy reported as "ours" is chosen on the groups' validation choices (the profiles stage's
-held-out second-to-last group event, which training never saw), never on the test file.
+The candidate scores each group of the test file through the platform's own functions: members'
+and the group's histories scored by ``serving_scorer``, then every strategy of
+``pipelines.groups.aggregation`` and ``group_model`` (the model on the group's own history plus its
+members' average). ``bench/groups.py`` ranks those rows under its protocol. The strategy reported
+as "ours" is chosen on the groups' validation choices (the profiles stage's held-out second-to-last
+group event, which training never saw), never on the test file.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ def ranked_lists(scorer, member_histories: Sequence[Sequence[str]], own_history:
                        else group_scores(members, strategy, k=k, exclude=excluded)) for strategy in strategies}
 
 
-def score_ours(data, trained: dict[str, Any], cases, k: int, top: int) -> dict[str, Any]:
-    """ours under every strategy on the test ``cases`` (group_id, item_id), the strategy chosen on
-    the groups' validation choices, and each test group's top ``top`` under the chosen strategy."""
+def ours_scores(data, trained: dict[str, Any], groups: Sequence[str], k: int) -> dict[str, Any]:
+    """ours on ``groups``: each group's scores under every strategy (rows in ``groups`` order, columns
+    in ``item_ids`` order, the group's training items -inf) and the strategy chosen on the groups'
+    validation choices."""
     from pipelines.groups.aggregation import GROUP_MODEL, STRATEGIES
-    from pipelines.groups.evaluation import hit_at_k, ndcg_at_k, target_ranks
+    from pipelines.groups.evaluation import ndcg_at_k, target_ranks
     from pipelines.model.recommender import serving_scorer
 
     profiles = trained["profiles"]
@@ -113,45 +115,34 @@ def score_ours(data, trained: dict[str, Any], cases, k: int, top: int) -> dict[s
     def members_of(group: str) -> list[list[str]]:
         return [user_history[u] for u in data.members.get(group, []) if u in user_history] or [[]]
 
+    def excluded_columns(history: Sequence[str]) -> np.ndarray:
+        return np.array([column[i] for i in history if i in column], dtype=np.int64)
+
     validation: dict[str, list[float]] = {s: [] for s in strategies}
     for _, group in profiles.groups.iterrows():  # the held-out validation choice, history = training items
         if not isinstance(group["valid_item"], str) or group["valid_item"] not in column:
             continue
-        excluded = np.array([column[i] for i in group["train_items"] if i in column], dtype=np.int64)
+        excluded = excluded_columns(group["train_items"])
         lists = ranked_lists(scorer, members_of(group["group_id"]), group["train_items"], excluded, strategies, k)
         for strategy, scores in lists.items():
             rank = target_ranks(scores[None, :], [column[group["valid_item"]]], [excluded.tolist()])
             validation[strategy].append(float(ndcg_at_k(rank, k)[0]))
     chosen = max(strategies, key=lambda s: (np.mean(validation[s]) if validation[s] else -1.0, -strategies.index(s)))
 
-    ranks: dict[str, list[int]] = {s: [] for s in strategies}
-    tops: dict[str, list[str]] = {}
-    for group, items in cases.groupby("group_id")["item_id"]:
+    scores = {s: np.empty((len(groups), len(item_ids))) for s in strategies}
+    for row, group in enumerate(groups):
         history = full_history.get(group, [])
-        excluded = np.array([column[i] for i in history if i in column], dtype=np.int64)
-        lists = ranked_lists(scorer, members_of(group), history, excluded, strategies, k)
-        for strategy, scores in lists.items():
-            known = [column[i] for i in items if i in column]
-            ranks[strategy] += target_ranks(np.repeat(scores[None, :], len(known), 0), known,
-                                            [excluded.tolist()] * len(known)).tolist()
-            ranks[strategy] += [len(item_ids)] * (len(items) - len(known))  # an unknown item: a miss
-        order = np.argsort(-lists[chosen], kind="stable")[:top]
-        tops[group] = [item_ids[c] for c in order if np.isfinite(lists[chosen][c])]
-    per_strategy = {s: {f"ndcg@{k}": float(ndcg_at_k(np.array(r), k).mean()),
-                        f"hr@{k}": float(hit_at_k(np.array(r), k).mean()),
-                        "validation_ndcg": float(np.mean(validation[s])) if validation[s] else None}
-                    for s, r in ranks.items()}
-    return {"chosen": chosen, "strategies": per_strategy, "validation_groups": len(validation[chosen]),
-            "top": tops, "case_ranks": ranks[chosen]}
+        lists = ranked_lists(scorer, members_of(group), history, excluded_columns(history), strategies, k)
+        for strategy, values in lists.items():
+            scores[strategy][row] = values
+    return {"chosen": chosen, "item_ids": item_ids, "scores": scores, "validation_groups": len(validation[chosen]),
+            "validation_ndcg": {s: float(np.mean(v)) if v else None for s, v in validation.items()}}
 
 
-def run_ours(dataset_dir: Path, cases, args: argparse.Namespace, project: Path, k: int, top: int = 20
-             ) -> dict[str, Any]:
-    from pipelines.datasets.consrec import load_consrec
-
-    data = load_consrec(dataset_dir)
+def run_ours(data, args: argparse.Namespace, project: Path, groups: Sequence[str], k: int) -> dict[str, Any]:
+    """Trains ours on ``data`` in ``project`` and scores ``groups`` (see ``ours_scores``)."""
     trained = train_ours(data, project, args.params, args.budget_minutes, getattr(args, "threads", None))
-    result = score_ours(data, trained, cases, k, top)
+    result = ours_scores(data, trained, groups, k)
     result.update(stage_seconds=trained["stage_seconds"], training={
         key: trained["training"].get(key) for key in ("steps", "stopped_by", "train_seconds", "best_valid_ndcg@10")})
     return result

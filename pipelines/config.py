@@ -250,6 +250,7 @@ class GroupsParams(Section):
     sampled_group_sizes: list[int] = Field(min_length=1)
     sampled_groups: int = Field(ge=0)
     backoff_strengths: list[float] = Field(min_length=1)
+    backoff_max_interactions: PositiveInt
     profile_items: PositiveInt
     profile_categories: PositiveInt
     seed: int

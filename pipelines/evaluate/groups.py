@@ -8,8 +8,9 @@
   decide when there are any: they are the real thing). Explicit groups also try ``group_model``
   (the model on the group's own history plus its members' average); ``explicit_strategy`` is
   the best of all on their validation choices.
-* Cold users: the backoff strength is chosen on validation over all evaluated users (so warm users
-  are not traded away); its effect is reported on test for cold users, MostPop beside, and warm users.
+* Cold users: users with at most ``groups.backoff_max_interactions`` blend with their interest
+  group; the strength is chosen on validation over all evaluated users (so warm users are not
+  traded away); its effect is reported on test for cold users, MostPop beside, and warm users.
 
 The gate's group metrics (``GROUP_METRICS`` at the headline k) are computed for every model:
 mean- and least-satisfied-member NDCG of the sampled groups' lists, the explicit groups' NDCG and
@@ -20,7 +21,7 @@ scores to blend).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -255,34 +256,53 @@ def choose_strategy(strategies: Mapping[str, Any], k: int, *, explicit: bool,
 
 
 def blended(scores: np.ndarray, labels: np.ndarray, n_groups: int, history: list[list[int]], rows: np.ndarray,
-            strength: float) -> np.ndarray:
-    """Scores of ``rows`` after backoff to their interest group (the group's scores from all its members)."""
+            strength: float, max_interactions: int) -> np.ndarray:
+    """Scores of ``rows`` after backoff to their interest group (the group's scores from all its
+    members); rows with more than ``max_interactions`` keep their own."""
     if strength == 0:
         return scores[rows]
     group = interest_group_scores(scores, labels, n_groups)
-    weights = backoff_weights(np.array([len(history[r]) for r in rows]), strength)
+    weights = backoff_weights(np.array([len(history[r]) for r in rows]), strength, max_interactions)
     return blend_with_group(scores[rows], group[labels[rows]], weights)
+
+
+def backoff_ranks(scores: np.ndarray, labels: np.ndarray, n_groups: int, history: list[list[int]],
+                  targets: np.ndarray, rows: np.ndarray, max_interactions: int) -> Callable[[float], np.ndarray]:
+    """The target ranks of ``rows`` under a backoff strength c. Rows with more than
+    ``max_interactions`` never blend, so they are ranked once; the interest groups' scores are
+    computed once; only the rows that blend are ranked again for each c."""
+    own = ranks_of(scores[rows], targets[rows], [history[r] for r in rows])
+    lengths = np.array([len(history[r]) for r in rows], dtype=np.int64)
+    backing = np.flatnonzero(lengths <= max_interactions)
+    group = interest_group_scores(scores, labels, n_groups) if len(backing) else None
+
+    def ranks(strength: float) -> np.ndarray:
+        if strength == 0 or group is None:
+            return own
+        subset = rows[backing]
+        mixed = blend_with_group(scores[subset], group[labels[subset]], backoff_weights(lengths[backing], strength))
+        out = own.copy()
+        out[backing] = ranks_of(mixed, targets[subset], [history[r] for r in subset])
+        return out
+
+    return ranks
 
 
 def choose_backoff(valid: np.ndarray, test: np.ndarray, labels: np.ndarray, n_groups: int, people: Population,
                    settings: GroupsParams, k: int) -> dict[str, Any]:
-    rows = people.evaluated
-
-    def ndcg(scores: np.ndarray, history: list[list[int]], targets: np.ndarray, subset: np.ndarray, c: float):
-        ranks = ranks_of(blended(scores, labels, n_groups, history, subset, c), targets[subset],
-                         [history[r] for r in subset])
-        return ndcg_at_k(ranks, k), hit_at_k(ranks, k)
-
-    strength, values = choose_strength(settings.backoff_strengths,
-                                       lambda c: _mean(ndcg(valid, people.train, people.valid_target, rows, c)[0]))
+    rows, cap = people.evaluated, settings.backoff_max_interactions
+    valid_ranks = backoff_ranks(valid, labels, n_groups, people.train, people.valid_target, rows, cap)
+    strength, values = choose_strength(settings.backoff_strengths, lambda c: _mean(ndcg_at_k(valid_ranks(c), k)))
+    test_ranks = backoff_ranks(test, labels, n_groups, people.train_valid, people.test_target, rows, cap)
+    outcomes = {"with backoff": test_ranks(strength), "without": test_ranks(0.0)}
     train_lengths = np.array([len(people.train[r]) for r in rows])
     report: dict[str, Any] = {"strength": strength, "validation": {str(c): v for c, v in values.items()},
-                              "cold_max_interactions": COLD_USER_MAX}
-    for name, subset in (("cold", rows[train_lengths <= COLD_USER_MAX]), ("warm", rows[train_lengths > COLD_USER_MAX])):
-        report[name] = {"users": int(len(subset))}
-        for label, c in (("with backoff", strength), ("without", 0.0)):
-            gains, hits = ndcg(test, people.train_valid, people.test_target, subset, c)
-            report[name][label] = {f"ndcg@{k}": _mean(gains), f"hr@{k}": _mean(hits)}
+                              "max_interactions": cap, "cold_max_interactions": COLD_USER_MAX}
+    for name, segment in (("cold", train_lengths <= COLD_USER_MAX), ("warm", train_lengths > COLD_USER_MAX)):
+        report[name] = {"users": int(segment.sum())}
+        for label, ranks in outcomes.items():
+            report[name][label] = {f"ndcg@{k}": _mean(ndcg_at_k(ranks[segment], k)),
+                                   f"hr@{k}": _mean(hit_at_k(ranks[segment], k))}
     return report
 
 
@@ -301,7 +321,8 @@ def gate_metrics(valid: np.ndarray, test: np.ndarray, labels: np.ndarray, n_grou
         values[f"group_ndcg@{k}"], values[f"group_hr@{k}"] = ndcg_at_k(ranks, k), hit_at_k(ranks, k)
     rows = people.evaluated
     cold = rows[np.array([len(people.train[r]) for r in rows], dtype=np.int64) <= COLD_USER_MAX]
-    ranks = ranks_of(blended(test, labels, n_groups, people.train_valid, cold, strength), people.test_target[cold],
+    ranks = ranks_of(blended(test, labels, n_groups, people.train_valid, cold, strength,
+                             settings.backoff_max_interactions), people.test_target[cold],
                      [people.train_valid[r] for r in cold])
     values[f"cold_ndcg@{k}"], values[f"cold_hr@{k}"] = ndcg_at_k(ranks, k), hit_at_k(ranks, k)
     points = {m: _mean(v) for m, v in values.items()}

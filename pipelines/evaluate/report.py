@@ -347,8 +347,10 @@ def _backoff_view(backoff: Mapping[str, Any], ctx: _Context) -> dict[str, Any] |
                                 finite(values.get(ndcg)), text=_fmt(values.get(ndcg))))
     title = f"NDCG@{ctx.k} of cold and warm users, with and without backoff"
     strength = backoff.get("strength")
+    cap = backoff.get("max_interactions")
+    blending = f"only users with at most {_fmt_plain(cap)} interactions blend; " if cap is not None else ""
     note = (f"Backoff strength c = {_fmt_plain(strength)} (own-score weight n / (n + c), chosen on validation over "
-            "all users; 0 means no backoff); cold users have at most "
+            f"all users; 0 means no backoff); {blending}cold users have at most "
             f"{_fmt_plain(backoff.get('cold_max_interactions'))} "
             "training interactions.")
     return {"note": note, "table": Table(["users", ndcg, hr], rows),

@@ -51,6 +51,7 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
     # The registry keeps these with the version, so the champion is served as it was chosen.
     serving = {"strategy": group_section["strategy"], "explicit_strategy": group_section["explicit_strategy"],
                "backoff_strength": group_section["backoff"]["strength"],
+               "backoff_max_interactions": group_section["backoff"]["max_interactions"],
                "chosen_on": group_section["strategy_chosen_on"]}
     models = {**{name: result["metrics"] for name, result in judged["models"].items()}, "groups": serving}
     blessing.update(champion_version=champion_version, logical_date=source["logical_date"])

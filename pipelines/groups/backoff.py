@@ -1,10 +1,12 @@
 """Cold and long-tail users back off to their interest group.
 
-A user's served scores are a blend of their own (standardised) scores and their interest group's:
-``w * z(own) + (1 - w) * z(group)`` with ``w = n / (n + c)``, ``n`` the user's training
-interactions and ``c`` the backoff strength (chosen on validation; 0 turns backoff off). A user
-with one interaction leans on the group; a user with hundreds is served as before. The group's
-scores are the ``average`` strategy over its members (the mean of their standardised scores).
+A user with few interactions is served a blend of their own (standardised) scores and their
+interest group's: ``w * z(own) + (1 - w) * z(group)`` with ``w = n / (n + c)``, ``n`` the user's
+training interactions and ``c`` the backoff strength (chosen on validation; 0 turns backoff off).
+A user with one interaction leans on the group. Users with more than ``max_interactions``
+(``groups.backoff_max_interactions``) are served their own scores, unchanged: the blend is for
+what the model does not know, and a warm user's own scores are what they are judged on. The
+group's scores are the ``average`` strategy over its members (the mean of their standardised scores).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import numpy as np
 from pipelines.groups.aggregation import standardised
 
 
-def backoff_weights(n_interactions: np.ndarray, strength: float) -> np.ndarray:
-    """The weight of each user's own scores: ``n / (n + strength)``; 1 when ``strength`` is 0.
+def backoff_weights(n_interactions: np.ndarray, strength: float, max_interactions: int | None = None
+                    ) -> np.ndarray:
+    """The weight of each user's own scores: ``n / (n + strength)``; 1 when ``strength`` is 0 and
+    for users with more than ``max_interactions`` (None: no cap).
 
     Raises:
         ValueError: a negative strength.
@@ -27,7 +31,8 @@ def backoff_weights(n_interactions: np.ndarray, strength: float) -> np.ndarray:
     n = np.asarray(n_interactions, dtype=np.float64)
     if strength == 0:
         return np.ones_like(n)
-    return n / (n + strength)
+    weights = n / (n + strength)
+    return weights if max_interactions is None else np.where(n > max_interactions, 1.0, weights)
 
 
 def interest_group_scores(member_scores: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:

@@ -63,15 +63,24 @@ def cluster_users(vectors: np.ndarray, n_groups: int, *, max_groups: int, seed: 
         model = fit(n_groups)
     else:
         sample = np.random.default_rng(seed).permutation(users)[:SILHOUETTE_SAMPLE]
+        distances = cosine_distances(points[sample])  # once for every k: the sample does not change
         fitted = {}
         for k in range(2, min(max_groups, users - 1) + 1):
             fitted[k] = fit(k)
             labels = fitted[k].labels_[sample]
-            silhouettes[k] = (float(silhouette_score(points[sample], labels, metric="cosine"))
+            silhouettes[k] = (float(silhouette_score(distances, labels, metric="precomputed"))
                               if len(set(labels.tolist())) > 1 else -1.0)
         model = fitted[max(silhouettes, key=lambda k: (silhouettes[k], -k))] if fitted else fit(1)
     return Clustering(labels=model.labels_.astype(np.int64), centroids=unit_rows(model.cluster_centers_),
                       silhouettes=silhouettes)
+
+
+def cosine_distances(unit_points: np.ndarray) -> np.ndarray:
+    """Pairwise ``1 - cos`` of unit (or zero) rows, clipped to [0, 2], zero on the diagonal (as
+    scikit-learn's cosine metric computes it)."""
+    distances = np.clip(1.0 - unit_points @ unit_points.T, 0.0, 2.0)
+    np.fill_diagonal(distances, 0.0)
+    return distances
 
 
 def merge_small_groups(labels: np.ndarray, vectors: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:

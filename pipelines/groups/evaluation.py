@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipelines.ranking.metrics import ranks_from_scores
+from pipelines.ranking.metrics import column_mask
 
 
 def target_ranks(scores: np.ndarray, targets: Sequence[int], excluded: Sequence[Iterable[int]]) -> np.ndarray:
@@ -31,7 +31,15 @@ def target_ranks(scores: np.ndarray, targets: Sequence[int], excluded: Sequence[
         raise ValueError(f"{len(targets)} targets for {len(scores)} rows of scores")
     if not len(targets):
         return np.empty(0, dtype=np.int64)
-    return ranks_from_scores(scores, [[int(t)] for t in targets], excluded)[:, 0]
+    # With one relevant column the rank is a count (what ranks_from_scores' sort gives, in linear
+    # time): the other columns still in the ranking that score at least as high.
+    scores = np.asarray(scores, dtype=np.float64)
+    rows = np.arange(len(scores))
+    columns = np.asarray(targets, dtype=np.int64)
+    at_least = scores >= scores[rows, columns][:, None]
+    at_least &= ~column_mask(excluded, scores.shape)
+    at_least[rows, columns] = False
+    return at_least.sum(axis=1).astype(np.int64)
 
 
 def ndcg_at_k(ranks: np.ndarray, k: int) -> np.ndarray:

@@ -9,7 +9,8 @@
   the strategy chosen on validation and recorded with the serving version. An interest group's list
   is aggregated over at most ``LIST_MEMBERS`` members nearest its centre and leaves out the items
   most of them have already chosen; an explicit group's list leaves out the group's own history.
-* **Cold users back off**: each user's list comes from ``w * z(own) + (1 - w) * z(group)`` with
+* **Cold users back off**: the list of each user with at most the recorded
+  ``backoff_max_interactions`` comes from ``w * z(own) + (1 - w) * z(group)`` with
   ``w = n / (n + c)`` (``pipelines.groups.backoff``), c the recorded backoff strength.
 """
 
@@ -77,6 +78,7 @@ class ServingChoice:
     backoff_strength: float
     source: str
     explicit_strategy: str = ""  # explicit groups (may be group_model); the members-only one when empty
+    backoff_max_interactions: int | None = None  # None: recorded before the cap existed, every user blends
 
     @property
     def for_explicit_groups(self) -> str:
@@ -88,9 +90,10 @@ def serving_choice(version: int, metrics: Mapping[str, Any]) -> ServingChoice:
     recorded = metrics.get("groups")
     if not isinstance(recorded, Mapping):
         return ServingChoice("average", 0.0, f"version {version} has no recorded group choice: average, no backoff")
+    cap = recorded.get("backoff_max_interactions")
     return ServingChoice(recorded["strategy"], float(recorded["backoff_strength"]),
                          f"chosen on {recorded.get('chosen_on', 'validation')} with version {version}",
-                         recorded.get("explicit_strategy") or "")
+                         recorded.get("explicit_strategy") or "", None if cap is None else int(cap))
 
 
 def previous_groups(url: str | sa.URL, run_date: str) -> tuple[dict[int, set[str]], int]:
@@ -204,15 +207,15 @@ def list_rows(kind: str, group_id: str, ranked: np.ndarray, item_ids: Sequence[s
 
 def user_lists_with_backoff(scorer: Scorer, user_ids: Sequence[str], histories: Sequence[list[str]],
                             found: FoundGroups, averages: Mapping[int, np.ndarray], item_ids: Sequence[str],
-                            strength: float, k: int) -> pd.DataFrame:
+                            strength: float, k: int, max_interactions: int | None = None) -> pd.DataFrame:
     """Per-user top-k, each user's scores blended with their interest group's (``strength`` 0 or no
-    group: the user's own scores, unchanged)."""
+    group: the user's own scores, unchanged; so for users with more than ``max_interactions``)."""
     if strength == 0 or not averages:
         return top_k_recommendations(scorer, list(user_ids), list(histories), list(item_ids), k)
     parts = []
     for start in range(0, len(user_ids), USER_CHUNK):
         rows = np.arange(start, min(start + USER_CHUNK, len(user_ids)))
-        weights = backoff_weights(np.array([len(histories[r]) for r in rows]), strength)
+        weights = backoff_weights(np.array([len(histories[r]) for r in rows]), strength, max_interactions)
         group_rows = np.stack([averages[found.ids[r]] for r in rows])
 
         def blended(chunk_histories: list[list[str]], weights=weights, group_rows=group_rows) -> torch.Tensor:

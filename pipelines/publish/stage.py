@@ -94,7 +94,7 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
                                                       dict(zip(user_ids, histories)), item_ids, choice, settings, k)
     group_seconds = time.perf_counter() - started
     recs = publish_groups.user_lists_with_backoff(scorer, user_ids, histories, found, averages, item_ids,
-                                                  choice.backoff_strength, k)
+                                                  choice.backoff_strength, k, choice.backoff_max_interactions)
     started = time.perf_counter()
     group_profiles, members = publish_groups.profile_rows(found, user_ids, histories, profiles.items, settings)
     group_seconds += time.perf_counter() - started
@@ -104,6 +104,7 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
     return {"rows": rows, "users": int(recs["user_id"].nunique()),
             "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,
                        "backoff_strength": choice.backoff_strength,
+                       "backoff_max_interactions": choice.backoff_max_interactions,
                        "choice": choice.source, "interest_groups": len(group_profiles),
                        "sizes": [p["size"] for p in group_profiles], "merged_small_groups": found.merged,
                        "withheld": found.withheld, "churn": found.churn,

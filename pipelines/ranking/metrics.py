@@ -101,7 +101,7 @@ class Rankings:
 Metric = Callable[[Rankings, int], float]
 
 
-def _column_mask(columns: Sequence[Iterable[int]], shape: tuple[int, int]) -> np.ndarray:
+def column_mask(columns: Sequence[Iterable[int]], shape: tuple[int, int]) -> np.ndarray:
     """(n_users, n_items) mask of each user's listed columns."""
     if len(columns) != shape[0]:
         raise ValueError(f"{len(columns)} column lists for {shape[0]} users")
@@ -119,8 +119,8 @@ def ranks_from_scores(scores: np.ndarray, relevant_columns: Sequence[Iterable[in
     Excluded (history) columns leave the ranking, except relevant ones, which are never excluded.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    relevant = _column_mask(relevant_columns, scores.shape)
-    candidate = relevant | ~_column_mask(excluded_columns, scores.shape)
+    relevant = column_mask(relevant_columns, scores.shape)
+    candidate = relevant | ~column_mask(excluded_columns, scores.shape)
     # Last key first: candidates before excluded, higher score first, relevant after non-relevant;
     # lexsort is stable, so remaining ties keep column order.
     order = np.lexsort((relevant, -scores, ~candidate), axis=1)
@@ -135,7 +135,7 @@ def top_items_from_scores(scores: np.ndarray, excluded_columns: Sequence[Iterabl
                           ) -> np.ndarray:
     """Top-k columns per user, best first; ties in column order, excluded columns only after all others."""
     scores = np.asarray(scores, dtype=np.float64)
-    return np.lexsort((-scores, _column_mask(excluded_columns, scores.shape)), axis=1)[:, :k]
+    return np.lexsort((-scores, column_mask(excluded_columns, scores.shape)), axis=1)[:, :k]
 
 
 def _check_k(k: int) -> None:

@@ -36,6 +36,12 @@ def test_the_validation_split_holds_out_one_item_no_member_has_per_group_with_tw
                for g in held_out)
 
 
+def test_ours_rows_move_onto_the_catalogue_and_an_item_the_profiles_lack_ranks_last():
+    ours = {"item_ids": ["b", "a"], "scores": {"average": np.array([[1.0, 2.0], [3.0, -np.inf]])}}
+    rows = bench.ours_rows(ours, ["a", "b", "c"])["average"]
+    assert rows.tolist() == [[2.0, 1.0, -np.inf], [-np.inf, 3.0, -np.inf]]
+
+
 def test_ease_weights_from_the_eigendecomposition_equal_the_direct_inverse():
     rows = np.random.default_rng(0).integers(0, 2, size=(30, 12)).astype(float)
     gram = rows.T @ rows
@@ -48,7 +54,7 @@ def test_ease_weights_from_the_eigendecomposition_equal_the_direct_inverse():
 def test_the_bench_writes_every_model_the_sampled_protocol_and_the_recommendations(tmp_path):
     (tmp_path / "tiny").mkdir()
     dataset = write_layout(tmp_path / "tiny")
-    assert bench.main([str(dataset), "--out", str(tmp_path / "out"), "--lambdas", "1,10"]) == 0
+    assert bench.main([str(dataset), "--out", str(tmp_path / "out"), "--lambdas", "1,10", "--baselines-only"]) == 0
     document = json.loads((tmp_path / "out" / "groups-tiny.json").read_text())
     assert document["protocol"]["cases"] == 2 and document["protocol"]["leaking_test_pairs_dropped"] == 1
     assert set(document["models"]) == {"MostPop", "GroupEASE", "EASE + average", "EASE + least misery"}
@@ -349,6 +355,11 @@ def test_backoff_blends_only_with_a_positive_strength():
     assert (cold.blended(scores, labels, 2, lengths, np.arange(3), 0.0) == scores).all()
     mixed = cold.blended(scores, labels, 2, lengths, np.array([0, 2]), 5.0)
     assert mixed.shape == (2, 3) and np.argmax(mixed[0]) == 0  # its group is itself alone
+    capped = cold.blended(scores, labels, 2, lengths, np.array([1, 2]), 5.0, max_interactions=10)
+    from pipelines.groups.aggregation import standardised
+
+    assert capped[0].tolist() == standardised(scores[1:2])[0].tolist()  # 100 interactions > 10: its own scores
+    assert capped[1].tolist() == mixed[1].tolist()  # 1 interaction: blended as without a cap
     ndcg, hr = cold.outcomes(scores, np.array([0, 1]), np.array([0, 0, 0]), [[], [2], []], k=1)
     assert ndcg.tolist() == [1.0, 0.0] and hr.tolist() == [1.0, 0.0]
 

@@ -67,6 +67,28 @@ def test_every_model_gets_the_gate_metrics_and_the_candidate_a_choice():
     assert str(backoff["strength"]) in {str(float(c)) for c in settings().backoff_strengths}
 
 
+def last_item_scorer(histories):
+    """Each user's own order: the catalogue counted on from their last item (users differ from their group)."""
+    start = [ITEMS.index(h[-1]) if h else 0 for h in histories]
+    return torch.tensor(np.array([np.roll(np.arange(len(ITEMS), 0, -1), s) for s in start], dtype=np.float32))
+
+
+def test_users_above_the_backoff_cap_are_judged_on_their_own_scores():
+    sequences, vectors = world()
+    backoff = {}
+    for cap in (5, 10):
+        backoff[cap] = evaluate_groups({"candidate": last_item_scorer, "MostPop": popularity_scorer}, vectors,
+                                       sequences, None, ITEMS,
+                                       settings(backoff_strengths=[1000.0], backoff_max_interactions=cap), k=10,
+                                       n_resamples=10, seed=0)["backoff"]
+        assert backoff[cap]["max_interactions"] == cap and backoff[cap]["strength"] == 1000.0
+    # warm users have 6 training items (7 at test): above a cap of 5, blended under a cap of 10
+    assert backoff[5]["warm"]["with backoff"] == backoff[5]["warm"]["without"]
+    assert backoff[10]["warm"]["with backoff"] != backoff[10]["warm"]["without"]
+    assert backoff[5]["cold"] == backoff[10]["cold"]  # 2 (3 at test): blended under both
+    assert backoff[5]["cold"]["with backoff"] != backoff[5]["cold"]["without"]
+
+
 def test_explicit_groups_are_judged_on_their_own_choice_and_decide_the_strategy():
     sequences, vectors = world()
     explicit = pd.DataFrame([

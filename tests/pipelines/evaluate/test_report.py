@@ -96,6 +96,7 @@ def groups_section() -> dict:
                                        "test": {"group_ndcg@10": 0.19, "group_hr@10": 0.38}}},
         "sampled_groups": {"2": 100, "4": 100, "8": 100}, "explicit_groups": 47,
         "backoff": {"strength": 5.0, "validation": {"0.0": 0.1, "5.0": 0.11}, "cold_max_interactions": 5,
+                    "max_interactions": 10,
                     "cold": {"users": 98, "with backoff": {"ndcg@10": 0.15, "hr@10": 0.3},
                              "without": {"ndcg@10": 0.12, "hr@10": 0.25}, "MostPop": {"ndcg@10": 0.1, "hr@10": 0.2}},
                     "warm": {"users": 460, "with backoff": {"ndcg@10": 0.2, "hr@10": 0.4},
@@ -470,7 +471,7 @@ def test_groups_show_the_strategies_the_choice_each_model_and_the_backoff(page):
     assert rows["candidate"][1:] == ["0.0550 [0.0500, 0.0600]", "0.1500"]  # member_mean_ndcg@10, cold_ndcg@10
     assert rows["cold users (98): with backoff"][1:] == ["0.1500", "0.3000"]
     assert rows["cold users (98): MostPop"][1:] == ["0.1000", "0.2000"]
-    assert "Backoff strength c = 5" in groups
+    assert "Backoff strength c = 5" in groups and "only users with at most 10 interactions blend" in groups
 
 
 def test_a_night_without_groups_says_so():

@@ -13,6 +13,11 @@ def test_the_own_weight_grows_with_what_is_known():
         backoff_weights(np.array([1]), -1.0)
 
 
+def test_users_above_the_cap_keep_their_own_scores():
+    weights = backoff_weights(np.array([1, 10, 11, 100]), 5.0, max_interactions=10)
+    assert weights.tolist() == pytest.approx([1 / 6, 10 / 15, 1.0, 1.0])
+
+
 def test_group_scores_are_the_mean_standardised_scores_of_the_members():
     scores = np.array([[1.0, 2.0, 3.0], [10.0, 0.0, 5.0], [0.0, 0.0, 9.0]])
     groups = interest_group_scores(scores, np.array([0, 0, 2]), 3)

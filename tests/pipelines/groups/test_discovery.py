@@ -22,6 +22,18 @@ def test_the_number_of_groups_is_found_from_the_silhouette_and_the_groups_recove
     assert np.allclose(np.linalg.norm(found.centroids, axis=1), 1.0)
 
 
+def test_silhouettes_from_the_distances_computed_once_equal_scikit_learn_s_cosine_ones():
+    from sklearn.metrics import silhouette_score
+
+    from pipelines.groups.discovery import cosine_distances, unit_rows
+
+    rng = np.random.default_rng(1)
+    points = unit_rows(np.vstack([rng.standard_normal((60, 8)), np.zeros((2, 8))]))  # zero rows: no items
+    labels = rng.integers(0, 3, len(points))
+    assert silhouette_score(cosine_distances(points), labels, metric="precomputed") == pytest.approx(
+        silhouette_score(points, labels, metric="cosine"), abs=1e-12)
+
+
 def test_a_fixed_number_of_groups_skips_the_search():
     points, _ = blobs([20, 20, 20])
     found = cluster_users(points, 2, max_groups=8, seed=0)

@@ -27,6 +27,18 @@ def test_ranks_equal_a_brute_force_count_with_ties_and_exclusions():
     assert ranks.tolist() == expected
 
 
+def test_ranks_equal_the_sorted_ranking_of_the_user_metrics_with_minus_infinity_scores():
+    from pipelines.ranking.metrics import ranks_from_scores
+
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 4, size=(100, 20)).astype(float)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf  # excluded-style scores tie with each other
+    targets = rng.integers(0, 20, size=100)
+    excluded = [sorted(rng.choice(20, size=3, replace=False).tolist()) for _ in range(100)]
+    expected = ranks_from_scores(scores, [[int(t)] for t in targets], excluded)[:, 0]
+    assert target_ranks(scores, targets, excluded).tolist() == expected.tolist()
+
+
 def test_a_target_in_the_history_is_still_ranked():
     scores = np.array([[0.9, 0.5, 0.1]])
     assert target_ranks(scores, [0], [[0, 1]]).tolist() == [0]

@@ -122,13 +122,20 @@ def test_without_backoff_users_get_their_own_lists_and_with_a_strong_one_their_g
     blended = user_lists_with_backoff(half_scorer, users, histories, found, {1: group_mean}, ITEMS, 1000.0, 3)
     assert blended[blended.user_id == "cold"]["item_id"].tolist() == ["i11", "i10", "i9"]
     assert "i7" not in blended[blended.user_id == "cold"]["item_id"].tolist()  # own history still excluded
+    capped = user_lists_with_backoff(half_scorer, users, histories, found, {1: group_mean}, ITEMS, 1000.0, 3,
+                                     max_interactions=1)
+    own = top_k_recommendations(half_scorer, users, histories, ITEMS, 3)
+    assert capped[capped.user_id == "cold"]["item_id"].tolist() == ["i11", "i10", "i9"]
+    assert capped[capped.user_id == "warm"]["item_id"].tolist() == own[own.user_id == "warm"]["item_id"].tolist()
 
 
 def test_a_version_without_a_recorded_choice_is_served_with_average_and_no_backoff():
     assert serving_choice(3, {"candidate": {}}) == ServingChoice(
         "average", 0.0, "version 3 has no recorded group choice: average, no backoff")
     recorded = serving_choice(4, {"groups": {"strategy": "gfar", "backoff_strength": 5, "chosen_on": "sampled groups"}})
-    assert (recorded.strategy, recorded.backoff_strength) == ("gfar", 5.0)
+    assert (recorded.strategy, recorded.backoff_strength, recorded.backoff_max_interactions) == ("gfar", 5.0, None)
+    capped = serving_choice(5, {"groups": {"strategy": "average", "backoff_strength": 2, "backoff_max_interactions": 10}})
+    assert capped.backoff_max_interactions == 10
 
 
 def test_a_group_model_list_reads_the_group_s_own_history():
