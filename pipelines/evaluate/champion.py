@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 
-def champion_model(registry_url: str, artifact_store: Path):
-    """The current champion: (version, model, artifact directory), or Nones on the first night."""
+def champion_model(registry_url: str, artifact_store: Path, logical_date: str):
+    """The champion as of the night (``Registry.champion_as_of``: for a backfill or a rerun, never a
+    model trained on that night or later): (version, model, artifact directory), or Nones."""
     from pipelines.model.recommender import load_model
     from pipelines.registry.store import Registry
 
     with Registry(registry_url, artifact_store) as registry:
-        champion = registry.champion()
+        champion = registry.champion_as_of(logical_date)
         if champion is None:
             return None, None, None
         directory = registry.artifact_path(champion.version)

@@ -43,7 +43,8 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
     profiles = load_profiles(paths.profiles)
     source = read_json(Path(paths.profiles) / "manifest.json")
     split = test_set(profiles.sequences)
-    ranks, scorers, candidate_items, champion_version = rank_all_models(settings, paths, profiles, split, max(ks))
+    ranks, scorers, candidate_items, champion_version = rank_all_models(settings, paths, profiles, split, max(ks),
+                                                                        source["logical_date"])
     group_section = evaluate_night_groups(scorers, candidate_items, profiles, groups, settings)
     analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks, interest_groups=group_section["labels"])
     judged = with_group_metrics(analysis, group_section["models"])
@@ -81,10 +82,10 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
 
 
 def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Profiles, split: EvalSet,
-                    k_max: int) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor],
-                                         int | None]:
-    """Every model's ranks on tonight's test split: candidate, champion (re-scored), MostPop, EASE;
-    their scorers, and the candidate's catalogue with its text vectors."""
+                    k_max: int, logical_date: str
+                    ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor], int | None]:
+    """Every model's ranks on tonight's test split: candidate, champion as of the night (re-scored),
+    MostPop, EASE; their scorers, and the candidate's catalogue with its text vectors."""
     import torch
 
     from pipelines.evaluate.baselines import fit_ease
@@ -97,7 +98,7 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     with torch.no_grad():
         text_vectors = catalogue.text_vectors()
     scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
-    champion_version, champion, _ = champion_model(paths.registry_url, Path(paths.artifact_store))
+    champion_version, champion, _ = champion_model(paths.registry_url, Path(paths.artifact_store), logical_date)
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
         scorers["champion"] = serving_scorer(champion, item_ids, texts)
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())

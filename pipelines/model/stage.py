@@ -25,18 +25,19 @@ log = logging.getLogger("retrain.finetune")
 
 
 def warm_start_source(registry_url: str, artifact_store: Path, logical_date: str) -> tuple[int | None, Path | None]:
-    """The newest blessed model of an earlier night: its version and verified artifact directory.
+    """The champion as of the night (``Registry.champion_as_of``): its version and verified artifact
+    directory, or Nones.
 
     Not simply today's champion: once tonight's model is promoted it is the champion, and a rerun
-    of tonight must start from where tonight started to reproduce the same model.
+    of tonight must start from where tonight started to reproduce the same model; a backfilled
+    night must not start from a model that has seen its future.
     """
     from pipelines.registry.store import Registry
 
     with Registry(registry_url, artifact_store) as registry:
-        earlier = [v for v in registry.list_versions() if v.blessed and v.run_date < logical_date]
-        if not earlier:
+        source = registry.champion_as_of(logical_date)
+        if source is None:
             return None, None
-        source = max(earlier, key=lambda v: v.version)
         return source.version, registry.artifact_path(source.version)
 
 

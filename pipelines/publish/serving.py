@@ -28,6 +28,8 @@ def serving_reason(decision: dict[str, Any], champion_version: int | None, champ
     candidate = decision["version"]
     if decision["decision"] == "PROMOTED":
         why = f"candidate version {candidate} was promoted"
+    elif decision["decision"] == "HELD":
+        why = f"candidate version {candidate} was blessed but held (a later night's champion exists)"
     else:
         why = f"candidate version {candidate} was refused ({decision['reason']})"
     if champion_version is None:

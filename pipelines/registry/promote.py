@@ -1,4 +1,5 @@
-"""The promote stage: register the night's candidate; it becomes champion only with a blessing.
+"""The promote stage: register the night's candidate; it becomes champion only with a blessing, and only
+when no later night's model is champion (a backfill is registered and held).
 
 Steps, each safe to interrupt: read the inputs; record the night in DVC (``dvc commit`` and
 ``dvc push`` of every stage's outputs; ``pipelines/registry/snapshot.py``); register (the registry stores the artifact,
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pipelines.config import FinetuneParams, PathsParams
     from pipelines.registry.snapshot import Snapshot
+    from pipelines.registry.store import ModelVersion
 
 log = logging.getLogger("retrain.promote")
 
@@ -102,11 +104,23 @@ def register_candidate(inputs: PromoteInputs, finetune: FinetuneParams, paths: P
             report_path=str(Path(paths.reports) / "evaluate" / "report.html"),
         )
         champion = registry.champion()
+    decision, reason = night_decision(inputs, version.version, champion)
     return {
         "logical_date": inputs.logical_date, "version": version.version, "blessed": inputs.blessed,
-        "decision": "PROMOTED" if inputs.blessed else "REFUSED", "reason": inputs.blessing["reason"],
-        "champion_version": champion.version if champion else None,
+        "decision": decision, "reason": reason, "champion_version": champion.version if champion else None,
     }
+
+
+def night_decision(inputs: PromoteInputs, version: int, champion: ModelVersion | None) -> tuple[str, str]:
+    """PROMOTED, REFUSED, or HELD: blessed, but the champion is of a later night and keeps serving."""
+    reason = inputs.blessing["reason"]
+    if not inputs.blessed:
+        return "REFUSED", reason
+    if champion is not None and champion.version != version and champion.run_date > inputs.logical_date:
+        return "HELD", (f"{reason}; held: the champion, version {champion.version}, is of a later night "
+                        f"({champion.run_date}) and keeps serving (`retrain registry promote {version} --force "
+                        "--reason ...` serves this one)")
+    return "PROMOTED", reason
 
 
 def write_decision(promote_dir: Path, decision: dict[str, Any]) -> None:

@@ -74,6 +74,7 @@ ACTION_REFUSE = "refuse"  # the gate refused a candidate; the champion stays
 ACTION_FORCE_PROMOTE = "force_promote"  # a version the gate refused made champion by hand
 ACTION_ROLLBACK = "rollback"
 ACTION_BLESS = "bless"  # the gate blessed a refused version that was already champion (forced); no move
+ACTION_HOLD = "hold"  # the gate blessed a version of a night older than the champion's; no move
 ALIAS_ACTIONS = (ACTION_PROMOTE, ACTION_FORCE_PROMOTE, ACTION_ROLLBACK)  # the entries that move the champion
 
 CHAMPION = "champion"
@@ -327,9 +328,13 @@ class Registry:
     ) -> ModelVersion:
         """Records a candidate: a blessed one becomes champion, a refused one is kept on file.
 
+        A blessed candidate of a night older than the champion's (a backfill, or a rerun of an
+        old night) is kept on file as blessed and audited as ``hold``: the newer champion keeps
+        serving, and only ``promote`` (by hand, with a reason) can serve the older one.
+
         Idempotent per (artifact hash, run date): a rerun of the same night returns the
         existing version and writes nothing, except that a version first refused and now
-        blessed is promoted (and audited).
+        blessed is promoted, or held (and audited).
 
         Args:
             dvc_lock_sha256: sha256 of the ``dvc.lock`` the night ran with; defaults to
@@ -460,7 +465,7 @@ class Registry:
         """
         action = _required_text(action, "action")
         reason, actor = _required_text(reason, "reason"), _required_text(actor, "actor")
-        if action in ALIAS_ACTIONS or action in (ACTION_REFUSE, ACTION_BLESS):
+        if action in ALIAS_ACTIONS or action in (ACTION_REFUSE, ACTION_BLESS, ACTION_HOLD):
             raise RegistryError(f"action {action!r} is written by the registry itself, not by record()")
         with self._write() as conn:
             if version is not None:
@@ -480,6 +485,18 @@ class Registry:
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else _to_version(row)
+
+    def champion_as_of(self, run_date: str) -> ModelVersion | None:
+        """The champion a night of ``run_date`` is judged against and starts from: the current
+        champion when it is of an earlier night, else (a backfill, or a rerun of tonight after its
+        promotion) the latest blessed version of an earlier night; None if there is none.
+        Never a model trained on ``run_date`` or later, whose data hold that night's targets."""
+        _check_run_date(run_date)
+        champion = self.champion()
+        if champion is not None and champion.run_date < run_date:
+            return champion
+        earlier = [v for v in self.list_versions() if v.blessed and v.run_date < run_date]
+        return max(earlier, key=lambda v: (v.run_date, v.version)) if earlier else None
 
     def get(self, version: int) -> ModelVersion:
         with self._engine.connect() as conn:
@@ -589,7 +606,7 @@ def _insert_version(conn: Connection, row: dict[str, Any], *, actor: str) -> Non
     conn.execute(insert(model_versions).values(**row))
     details = {"run_date": row["run_date"], "artifact_sha256": row["artifact_sha256"]}
     if row["status"] == STATUS_BLESSED:
-        _move_champion(conn, version, action=ACTION_PROMOTE, actor=actor, reason=reason, details=details)
+        _promote_unless_champion_is_newer(conn, version, row["run_date"], reason=reason, actor=actor, details=details)
     else:
         details["previous_champion"] = _champion_version(conn)
         _audit(conn, action=ACTION_REFUSE, version=version, actor=actor, reason=reason, details=details)
@@ -609,8 +626,23 @@ def _promote_existing(conn: Connection, version: int, *, reason: str, actor: str
         _audit(conn, action=ACTION_BLESS, version=version, actor=actor, reason=reason, details=details)
         log.info("blessed version %d, already the champion: %s", version, reason)
         return
+    run_date = _to_version(_select_version(conn, version)).run_date
+    _promote_unless_champion_is_newer(conn, version, run_date, reason=reason, actor=actor, details=details)
+
+
+def _promote_unless_champion_is_newer(conn: Connection, version: int, run_date: str, *, reason: str, actor: str,
+                                      details: dict[str, Any]) -> None:
+    """Moves the champion to blessed ``version`` unless the champion is of a later night (then audits a hold)."""
+    champion = _champion_version(conn)
+    newer = None if champion is None else _to_version(_select_version(conn, champion))
+    if newer is not None and newer.run_date > run_date:
+        details.update(champion=newer.version, champion_run_date=newer.run_date)
+        _audit(conn, action=ACTION_HOLD, version=version, actor=actor, reason=reason, details=details)
+        log.info("version %d (%s) blessed but held: champion %d is of a later night (%s)", version, run_date,
+                 newer.version, newer.run_date)
+        return
     _move_champion(conn, version, action=ACTION_PROMOTE, actor=actor, reason=reason, details=details)
-    log.info("promoted previously refused version %d: %s", version, reason)
+    log.info("version %d (%s) is champion: %s", version, run_date, reason)
 
 
 def _champion_version(conn: Connection) -> int | None:

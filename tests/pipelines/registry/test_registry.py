@@ -19,6 +19,7 @@ from pipelines.core.io import NonRetryableError, sha256_dir
 from pipelines.registry.store import (
     ACTION_BLESS,
     ACTION_FORCE_PROMOTE,
+    ACTION_HOLD,
     ACTION_PROMOTE,
     ACTION_REFUSE,
     ACTION_ROLLBACK,
@@ -147,6 +148,55 @@ def test_rerun_of_an_older_night_does_not_take_the_champion_back(registry: Regis
 
     assert registry.champion() == newer
     assert len(registry.audit_log()) == 2
+
+
+def test_blessed_backfills_are_held_and_the_newer_champion_keeps_serving(registry: Registry, tmp_path: Path) -> None:
+    newer = register(registry, make_model(tmp_path, "new", "weights-new"), blessed=True)  # NIGHT, 2026-03-02
+    backfills = [register(registry, make_model(tmp_path, f"old{d}", f"weights-{d}"), blessed=True,
+                          run_date=f"2026-02-2{d}") for d in (5, 6, 7)]
+
+    assert registry.champion() == newer
+    assert all(v.status == STATUS_BLESSED for v in backfills)
+    holds = registry.audit_log(limit=3)
+    assert [(e.action, e.version) for e in holds] == [(ACTION_HOLD, 4), (ACTION_HOLD, 3), (ACTION_HOLD, 2)]
+    assert all(e.details["champion"] == newer.version and e.details["champion_run_date"] == NIGHT for e in holds)
+    assert [e.version for e in alias_moves(registry)] == [newer.version]  # the alias moved once
+
+    change = registry.promote(backfills[-1].version, reason="serve the backfilled model", actor="alice")
+    assert change.champion.version == backfills[-1].version == registry.champion().version
+    with pytest.raises(RegistryError, match="written by the registry itself"):
+        registry.record(ACTION_HOLD, reason="by hand", actor="alice", details={}, version=2)
+
+
+def test_a_refused_old_night_blessed_on_rerun_is_held_too(registry: Registry, tmp_path: Path) -> None:
+    old = make_model(tmp_path, "old", "weights-old")
+    register(registry, old, blessed=False, run_date="2026-02-20")
+    newer = register(registry, make_model(tmp_path, "new", "weights-new"), blessed=True)
+
+    held = register(registry, old, blessed=True, run_date="2026-02-20", reason="thresholds relaxed")
+
+    assert held.status == STATUS_BLESSED and registry.champion() == newer
+    assert registry.audit_log(limit=1)[0].action == ACTION_HOLD
+
+
+def test_the_champion_as_of_a_night_never_saw_that_night(registry: Registry, tmp_path: Path) -> None:
+    assert registry.champion_as_of("2026-03-01") is None  # the first night
+    v1 = register(registry, make_model(tmp_path, "a", "weights-a"), blessed=True, run_date="2026-03-01")
+    register(registry, make_model(tmp_path, "r", "weights-r"), blessed=False, run_date="2026-03-02")
+    v3 = register(registry, make_model(tmp_path, "b", "weights-b"), blessed=True, run_date="2026-03-03")
+
+    assert registry.champion_as_of("2026-03-04") == v3  # a normal night: the champion
+    assert registry.champion_as_of("2026-03-03") == v1  # a rerun of v3's night: where that night started
+    assert registry.champion_as_of("2026-03-02") == v1  # a backfill: the newest blessed earlier night
+    assert registry.champion_as_of("2026-03-01") is None
+    held = register(registry, make_model(tmp_path, "c", "weights-c"), blessed=True, run_date="2026-02-28")
+    assert registry.champion_as_of("2026-03-01") == held  # a held backfill is the next backfill's champion
+    assert registry.champion_as_of("2026-03-02") == v1  # by night, not by registration order
+
+    registry.rollback(reason="v3 is bad", actor="carol")
+    assert registry.champion_as_of("2026-03-04") == v1  # a rollback is respected
+    with pytest.raises(NonRetryableError, match="YYYY-MM-DD"):
+        registry.champion_as_of("tomorrow")
 
 
 def test_refused_then_blessed_promotes_the_existing_version(registry: Registry, tmp_path: Path) -> None:
@@ -647,7 +697,11 @@ def test_twenty_processes_promote_force_and_roll_back(registry: Registry, regist
     assert sorted(v for kind, _, v in outcomes if kind == "force") == [v.version for v in refused]
     assert count_rows(registry_url, aliases) == 1
     moves = alias_moves(registry)
-    assert len(moves) == N_SEEDED + N_PROCESSES
+    # A register that finds a later night's champion (the nights race here) is held, not moved.
+    holds = [e.version for e in registry.audit_log() if e.action == ACTION_HOLD]
+    assert len(moves) == N_SEEDED + N_PROCESSES - len(holds)
+    promoted_new = [m.version for m in moves if m.action == ACTION_PROMOTE and m.version > seeded_versions]
+    assert sorted(promoted_new + holds) == registered  # each new version moved the alias or was held
     champion = registry.champion()
     assert champion is not None and champion.version == moves[-1].version
     # Serialised: every move started from the champion the move before it left.

@@ -1,0 +1,51 @@
+"""Backfilling old nights after a newer champion exists: each old night's blessed candidate is
+registered and held, and the newer champion keeps serving every published night."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.core.io import read_json
+from pipelines.registry.store import ACTION_HOLD, Registry
+from tests.reliability.night import NIGHTS, USER_IDS, make_project, published, run_task, stage_night
+
+BACKFILLED = ("2026-02-05", "2026-02-06", "2026-02-07")  # before NIGHTS[1], the champion's night
+
+
+def test_three_backfilled_nights_are_held_and_the_newer_champion_keeps_serving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_models: tuple[Path, Path]) -> None:
+    monkeypatch.chdir(tmp_path)
+    params, params_file = make_project(tmp_path)
+    newer, older = small_models
+    stage_night(params, NIGHTS[1], newer, blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    paths = params["paths"]
+    with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
+        champion = registry.champion()
+    assert champion is not None and champion.run_date == NIGHTS[1]
+
+    for night in BACKFILLED:
+        stage_night(params, night, older, blessed=True)
+        assert run_task("promote", params_file, night) == 0
+        decision = read_json(Path(paths["promote"]) / "decision.json")
+        assert (decision["decision"], decision["blessed"], decision["champion_version"]) == (
+            "HELD", True, champion.version)
+        assert f"version {champion.version}, is of a later night ({NIGHTS[1]})" in decision["reason"]
+        assert run_task("publish", params_file, night) == 0
+        rows = published(params, night)
+        assert set(rows["model_version"]) == {champion.version} and sorted(rows["user_id"].unique()) == USER_IDS
+        summary = json.loads((Path(paths["publish"]) / "summary.json").read_text())
+        assert (summary["promotion"], summary["model_version"], summary["served"]) == (
+            "HELD", champion.version, "previous champion")
+
+    with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
+        assert registry.champion() == champion
+        backfilled = sorted((v for v in registry.list_versions() if v.run_date in BACKFILLED), key=lambda v: v.run_date)
+        assert [(v.run_date, v.blessed) for v in backfilled] == [(night, True) for night in BACKFILLED]
+        holds = [e for e in registry.audit_log() if e.action == ACTION_HOLD]
+        assert sorted(e.version for e in holds) == [v.version for v in backfilled]
+        # The next backfill would be judged against, and start from, the newest held night before it.
+        assert registry.champion_as_of("2026-02-08") == backfilled[-1]
