@@ -11,8 +11,8 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 | profiles | leave-last-out split, user sequences, user and item texts |
 | finetune | LoRA fine-tuning (queue `gpu`) |
 | evaluate | candidate vs champion and baselines, interest groups and group lists -> BLESSED / NOT_BLESSED with reasons |
-| promote | **the gate**: registers the candidate as champion only if blessed |
-| publish | the champion's top-K per user and per group, its interest groups -> warehouse |
+| promote | **the gate**: registers the candidate as champion only if blessed (a backfilled night is held) |
+| publish | the champion's top-K per user and per group, its interest groups -> warehouse (asset) |
 
 Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
 the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
@@ -21,6 +21,9 @@ the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
 a bad value): the task fails at once; any other code is treated as transient and retried
 (2 retries, exponential backoff from 2 min, at most 30 min). A refused candidate is no failure:
 promote exits 0 and publish serves the previous champion.
+
+**Late**: a night still running 6 hours after it was queued appends a line to
+`state/notifications.jsonl` (a deadline alert; it does not stop the run).
 
 **On failure** (for good, after any retries) a notifier logs the task's failure summary and
 appends it to `state/notifications.jsonl`; a failed validation names each failed expectation
@@ -35,7 +38,9 @@ import datetime as dt
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, chain, dag
+from airflow.sdk import Asset, CronTriggerTimetable, chain, dag
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from failure_notifier import StageFailureNotifier
 from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflow parses this file
@@ -44,10 +49,27 @@ STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", 
 # The project root the commands run in; RETRAIN_PROJECT_DIR on the worker overrides it at run time.
 PROJECT_DIR = str(Path(__file__).resolve().parents[1])
 # Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
+# What publish leaves in the warehouse each night: a serving DAG can run on it (schedule=[RECOMMENDATIONS]).
+RECOMMENDATIONS = Asset(name="retrain_recommendations", uri="retrain://warehouse/recommendations",
+                        group="recommendations")
+# The pool `gpu` holds one slot per GPU task the GPU workers can run at once; a deployment creates it
+# (docker-compose.yml's airflow-init: `airflow pools set gpu N ...`). The scheduler holds a task
+# whose pool does not exist, so an undersized or missing pool shows as a queued finetune.
+GPU_POOL = "gpu"
 OVERRIDES: dict[str, dict] = {
-    "finetune": {"queue": "gpu", "execution_timeout": dt.timedelta(hours=6)},
+    "finetune": {"queue": "gpu", "pool": GPU_POOL, "execution_timeout": dt.timedelta(hours=6)},
     "evaluate": {"execution_timeout": dt.timedelta(hours=2)},
+    "publish": {"outlets": [RECOMMENDATIONS]},
 }
+
+# A night still running this long after it was queued is late for the morning: the triggerer then
+# appends a line to the notifications sink (tasks/notify.py), while the run goes on.
+NIGHT_DEADLINE = dt.timedelta(hours=6)
+DEADLINE_ALERT = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=NIGHT_DEADLINE,
+    callback=AsyncCallback("tasks.notify.night_deadline_missed", kwargs={
+        "sink": "state/notifications.jsonl", "project_dir": PROJECT_DIR, "deadline": "6 h after it was queued"}),
+)
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
@@ -70,6 +92,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=20),
+    deadline=DEADLINE_ALERT,
     default_args=DEFAULT_ARGS,
     tags=["retraining", "recommender", "lora"],
     doc_md=__doc__,  # flush-left Markdown; an indented function docstring would render as code

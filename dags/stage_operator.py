@@ -3,6 +3,12 @@
 Exit codes follow tasks/common.py: 0 ok, 3 non-retryable (bad data, bad params or gate
 configuration) -> AirflowFailException (no retry), anything else -> AirflowException (retried).
 Imports stay light: this module is loaded whenever the DAG file is parsed.
+
+Connections: at run time the operator looks up the Airflow connections ``warehouse`` and
+``registry`` through Airflow's own lookup (environment, metadata database, any configured secrets
+backend) and hands each one that is defined to the stage in its environment, as the JSON the
+stages parse (``AIRFLOW_CONN_WAREHOUSE``, ``AIRFLOW_CONN_REGISTRY``): never on the command line,
+never in a log line.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -23,6 +29,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 EXIT_NON_RETRYABLE = 3  # mirrors tasks.common.EXIT_NON_RETRYABLE (not imported: dags -> tasks is one way)
 TAIL_LINES = 20  # last output lines quoted in the failure message, so the UI shows why
+# Airflow connection id -> the environment variable the stages read it from (pipelines.core.warehouse).
+CONNECTIONS = {"warehouse": "AIRFLOW_CONN_WAREHOUSE", "registry": "AIRFLOW_CONN_REGISTRY"}
 
 
 def resolve_executable(name: str) -> str:
@@ -30,6 +38,24 @@ def resolve_executable(name: str) -> str:
     if name == "python":
         return os.environ.get("RETRAIN_PYTHON") or shutil.which("python") or sys.executable
     return shutil.which(name) or name
+
+
+def connection_environment(conn_ids: Mapping[str, str], log: Any) -> dict[str, str]:
+    """Each defined Airflow connection as JSON under its environment name; an undefined one is
+    left out (the stage then reads ``RETRAIN_*_URL`` or params.yaml) and said so, without values."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    found = {}
+    for conn_id, name in conn_ids.items():
+        try:
+            found[name] = BaseHook.get_connection(conn_id).as_json()
+        except AirflowNotFoundException:
+            log.info("Airflow connection %r is not defined: the stage reads its URL from the environment or "
+                     "params.yaml", conn_id)
+        else:
+            log.info("Airflow connection %r handed to the stage as %s", conn_id, name)
+    return found
 
 
 class StageOperator(BaseOperator):
@@ -59,7 +85,7 @@ class StageOperator(BaseOperator):
         argv = self.argv()
         self.log.info("Running %s in %s", shlex.join(argv), cwd)
         # Unbuffered child output, so lines reach the task log while the stage runs.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **connection_environment(CONNECTIONS, self.log), "PYTHONUNBUFFERED": "1"}
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         try:
             # New session: on_kill/timeout can stop the whole tree (torchrun, dataloader workers).

@@ -30,6 +30,8 @@ from pipelines.core.io import NonRetryableError
 
 # Connection URLs may come from the environment instead of the file (secrets never live in git).
 ENV_OVERRIDES = {"warehouse_url": "RETRAIN_WAREHOUSE_URL", "registry_url": "RETRAIN_REGISTRY_URL"}
+# The Airflow connection ``registry`` (what dags/stage_operator.py hands over) wins over both.
+REGISTRY_CONNECTION_ENV = "AIRFLOW_CONN_REGISTRY"
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -318,12 +320,22 @@ def parse_params(raw: Mapping[str, Any], source: str = "params", environ: Mappin
     if isinstance(raw.get("paths"), dict):
         raw["paths"] = {**raw["paths"], **{key: environ[name] for key, name in ENV_OVERRIDES.items()
                                            if environ and environ.get(name)}}
+        if environ and environ.get(REGISTRY_CONNECTION_ENV, "").strip():
+            raw["paths"]["registry_url"] = registry_connection_url(environ[REGISTRY_CONNECTION_ENV])
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise ParamsError(f"{source} is invalid ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n"
                           + "\n".join(f"  {line}" for line in lines)) from None
+
+
+def registry_connection_url(value: str) -> str:
+    """The registry URL (password included: the registry connects with it) of the Airflow connection
+    ``registry`` in its URI or JSON form."""
+    from pipelines.core.warehouse import airflow_connection_url
+
+    return airflow_connection_url(value, REGISTRY_CONNECTION_ENV).render_as_string(hide_password=False)
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -119,42 +119,43 @@ def _check_dialect(url: sa.URL, source: str) -> None:
         ) from None
 
 
-def airflow_connection_url(value: str) -> sa.URL:
-    """The SQLAlchemy URL of an Airflow connection given in its URI or JSON form."""
+def airflow_connection_url(value: str, source: str = AIRFLOW_CONN_ENV) -> sa.URL:
+    """The SQLAlchemy URL of an Airflow connection given in its URI or JSON form (``source``, the
+    variable it came from, names it in errors)."""
     value = value.strip()
-    fields = _parse_connection_json(value) if value.startswith("{") else _parse_connection_uri(value)
-    return _connection_to_url(fields)
+    fields = _parse_connection_json(value, source) if value.startswith("{") else _parse_connection_uri(value, source)
+    return _connection_to_url(fields, source)
 
 
-def _parse_connection_json(value: str) -> dict[str, Any]:
+def _parse_connection_json(value: str, source: str) -> dict[str, Any]:
     try:
         fields = json.loads(value)
     except json.JSONDecodeError as exc:
         raise NonRetryableError(
-            f"{AIRFLOW_CONN_ENV} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(fields, dict):
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV} JSON must be an object with conn_type, host, login, ...")
+        raise NonRetryableError(f"{source} JSON must be an object with conn_type, host, login, ...")
     extra = fields.get("extra") or {}
     if isinstance(extra, str):
-        extra = _parse_extra(extra)
+        extra = _parse_extra(extra, source)
     return {**fields, "extra": extra}
 
 
-def _parse_connection_uri(value: str) -> dict[str, Any]:
+def _parse_connection_uri(value: str, source: str) -> dict[str, Any]:
     """Airflow's URI form (``conn_type://login:password@host:port/schema?extra``), as Airflow reads it."""
     parts = urlsplit(value)
     if not parts.scheme or "://" not in value:
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV} is not a connection URI (expected conn_type://...) nor JSON")
+        raise NonRetryableError(f"{source} is not a connection URI (expected conn_type://...) nor JSON")
     try:
         port = parts.port
     except ValueError:
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV} has a malformed port") from None
+        raise NonRetryableError(f"{source} has a malformed port") from None
     netloc_host = parts.netloc.rsplit("@", 1)[-1]
     host = unquote(parts.hostname or "")
     if "/" in host or (parts.scheme == "sqlite" and netloc_host):
         host = unquote(netloc_host)  # a path-like host (sqlite), where hostname would lowercase it
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    extra = _parse_extra(query.pop("__extra__")) if "__extra__" in query else query
+    extra = _parse_extra(query.pop("__extra__"), source) if "__extra__" in query else query
     return {
         "conn_type": parts.scheme, "host": host or None, "port": port,
         "login": unquote(parts.username) if parts.username else None,
@@ -163,17 +164,17 @@ def _parse_connection_uri(value: str) -> dict[str, Any]:
     }
 
 
-def _parse_extra(text: str) -> dict[str, Any]:
+def _parse_extra(text: str, source: str) -> dict[str, Any]:
     try:
         extra = json.loads(text) if text else {}
     except json.JSONDecodeError:
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV}: the connection's extra is not valid JSON") from None
+        raise NonRetryableError(f"{source}: the connection's extra is not valid JSON") from None
     if not isinstance(extra, dict):
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV}: the connection's extra must be a JSON object")
+        raise NonRetryableError(f"{source}: the connection's extra must be a JSON object")
     return extra
 
 
-def _connection_to_url(fields: Mapping[str, Any]) -> sa.URL:
+def _connection_to_url(fields: Mapping[str, Any], source: str) -> sa.URL:
     conn_type = str(fields.get("conn_type") or "").replace("-", "_").lower()
     if "+" in conn_type:
         drivername = conn_type  # already SQLAlchemy's dialect+driver
@@ -181,29 +182,29 @@ def _connection_to_url(fields: Mapping[str, Any]) -> sa.URL:
         drivername = AIRFLOW_SCHEMES[conn_type]
     else:
         raise NonRetryableError(
-            f"{AIRFLOW_CONN_ENV}: unsupported connection type {conn_type!r}; "
+            f"{source}: unsupported connection type {conn_type!r}; "
             f"supported: {', '.join(sorted(AIRFLOW_SCHEMES))} or a SQLAlchemy dialect+driver"
         )
     query = {}
     for key, value in (fields.get("extra") or {}).items():
         if not isinstance(value, (str, int, float, bool)):
-            raise NonRetryableError(f"{AIRFLOW_CONN_ENV}: extra {key!r} must be a string or number")
+            raise NonRetryableError(f"{source}: extra {key!r} must be a string or number")
         query[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
     port = fields.get("port")
     try:
         port = int(port) if port not in (None, "") else None
     except (TypeError, ValueError):
-        raise NonRetryableError(f"{AIRFLOW_CONN_ENV}: port must be an integer") from None
+        raise NonRetryableError(f"{source}: port must be an integer") from None
     if drivername.split("+")[0] == "sqlite":
         # Airflow keeps a SQLite file's path in the host; SQLAlchemy wants it as the database.
         database = fields.get("host") or fields.get("schema")
         url = sa.URL.create(drivername, database=database, query=query)
     else:
         if not fields.get("host"):
-            raise NonRetryableError(f"{AIRFLOW_CONN_ENV}: connection type {conn_type!r} needs a host")
+            raise NonRetryableError(f"{source}: connection type {conn_type!r} needs a host")
         url = sa.URL.create(drivername, username=fields.get("login"), password=fields.get("password"),
                             host=fields.get("host"), port=port, database=fields.get("schema"), query=query)
-    _check_dialect(url, AIRFLOW_CONN_ENV)
+    _check_dialect(url, source)
     return url
 
 

@@ -68,6 +68,16 @@ def test_commands(compose):
     assert init_env["_AIRFLOW_WWW_USER_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
 
 
+def test_init_creates_every_pool_the_dag_uses(compose, retrain_dag):
+    init = compose["services"]["airflow-init"]
+    script = init["command"][-1]
+    created = set(re.findall(r"airflow pools set (\w+) ", script))
+    used = {task.pool for task in retrain_dag.tasks} - {"default_pool"}
+    assert used == {"gpu"} and used <= created
+    assert init["environment"]["GPU_POOL_SLOTS"] == "${GPU_POOL_SLOTS:-1}" and "GPU_POOL_SLOTS" in env_example()
+    assert script.endswith("&& airflow version")  # the pool first: a failure stops the init
+
+
 def test_workers_split_default_and_gpu_queues(compose):
     default, gpu = compose["services"]["airflow-worker"], compose["services"]["airflow-worker-gpu"]
     assert default["command"].split()[:2] == ["celery", "worker"]

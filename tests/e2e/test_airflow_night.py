@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from pipelines.core import schema
 from pipelines.registry.store import Registry
@@ -78,3 +80,28 @@ def test_nightly_dag_runs_real_stages_and_stops_on_bad_data(tmp_path):
         assert [v.version for v in registry.list_versions()] == [1]
     assert set(pd.read_sql("SELECT run_date FROM recommendations", params["paths"]["warehouse_url"])["run_date"]) \
         == {NIGHTS[0]}
+
+
+@pytest.mark.slow
+def test_a_warehouse_connection_kept_only_in_the_metadata_database_serves_the_night(tmp_path):
+    params, params_file = tiny_project(tmp_path)
+    warehouse = sa.make_url(params["paths"]["warehouse_url"]).database
+    # params.yaml names a warehouse that does not exist: only the connection can make the night work
+    params["paths"]["warehouse_url"] = f"sqlite:///{tmp_path}/nowhere/warehouse.db"
+    params_file.write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in airflow_env(tmp_path).items()
+           if k not in ("AIRFLOW_CONN_WAREHOUSE", "RETRAIN_WAREHOUSE_URL")}
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=True, timeout=300)
+    secret = "pw-only-in-the-metadata-db"  # SQLite ignores it; it must still never be shown
+    connection = json.dumps({"conn_type": "sqlite", "host": str(warehouse), "login": "etl", "password": secret})
+    subprocess.run([AIRFLOW, "connections", "add", "warehouse", "--conn-json", connection], env=env,
+                   capture_output=True, text=True, check=True, timeout=120)
+
+    night = dags_test(env, NIGHTS[0])
+    log = night.stdout + night.stderr
+    assert night.returncode == 0 and "state=success" in log, log[-4000:]
+    assert "Airflow connection 'warehouse' handed to the stage as AIRFLOW_CONN_WAREHOUSE" in log
+    assert secret not in log
+    recs = pd.read_sql("SELECT DISTINCT run_date FROM recommendations", f"sqlite:///{warehouse}")
+    assert recs["run_date"].tolist() == [NIGHTS[0]]  # published to the connection's warehouse
+    assert not (tmp_path / "nowhere").exists()

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipelines.config import Params, ParamsError, load_params, parse_params
+from pipelines.core.io import NonRetryableError
 from tests.conftest import PROJECT_ROOT, shipped_params
 
 SHIPPED = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -171,6 +172,15 @@ def test_connection_urls_come_from_the_environment_over_the_file():
     assert params.paths.warehouse_url == "postgresql://etl@db/analytics"
     assert params.paths.registry_url == SHIPPED["paths"]["registry_url"]
     assert SHIPPED["paths"]["warehouse_url"] == "sqlite:///warehouse/demo.db"  # the caller's dict is left alone
+
+
+def test_the_airflow_registry_connection_wins_over_the_registry_url_variable():
+    connection = '{"conn_type": "postgres", "host": "db", "login": "reg", "password": "p@ss", "schema": "registry"}'
+    params = parse_params(SHIPPED, environ={"AIRFLOW_CONN_REGISTRY": connection,
+                                            "RETRAIN_REGISTRY_URL": "sqlite:///elsewhere.db"})
+    assert params.paths.registry_url == "postgresql+psycopg2://reg:p%40ss@db/registry"
+    with pytest.raises(NonRetryableError, match="AIRFLOW_CONN_REGISTRY: unsupported connection type 'http'"):
+        parse_params(SHIPPED, environ={"AIRFLOW_CONN_REGISTRY": "http://registry.example"})
 
 
 @pytest.mark.parametrize("content, expected", [
