@@ -17,6 +17,11 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 Each task runs `python -m tasks.<stage> --logical-date {{ ds }}` in the project directory,
 the same command as `dvc.yaml`, so `dvc repro` reproduces any night.
 
+**Manual runs**: trigger with the night's date as the logical date (a backfill of an old night
+is judged against the champion as of that night and never displaces a newer one), and
+`dry_run: true` to decide without promoting or publishing:
+`airflow dags trigger nightly_retrain --logical-date 2026-02-05T02:00:00+00:00 --conf '{"dry_run": true}'`.
+
 **Exit codes**: `0` success; `3` not retryable (failed validation, bad params or gate configuration,
 a bad value): the task fails at once; any other code is treated as transient and retried
 (2 retries, exponential backoff from 2 min, at most 30 min). A refused candidate is no failure:
@@ -38,7 +43,7 @@ import datetime as dt
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, chain, dag
+from airflow.sdk import Asset, CronTriggerTimetable, Param, chain, dag
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
@@ -60,6 +65,13 @@ OVERRIDES: dict[str, dict] = {
     "finetune": {"queue": "gpu", "pool": GPU_POOL, "execution_timeout": dt.timedelta(hours=6)},
     "evaluate": {"execution_timeout": dt.timedelta(hours=2)},
     "publish": {"outlets": [RECOMMENDATIONS]},
+}
+# Appended to a stage's dvc.yaml command: a manual run with dry_run decides without promoting.
+EXTRA_ARGS = {"promote": "{{ ' --dry-run' if params.dry_run else '' }}"}
+PARAMS = {
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="Run every stage, but promote writes only what it would decide: nothing is "
+                                 "registered or served, and publish publishes nothing."),
 }
 
 # A night still running this long after it was queued is late for the morning: the triggerer then
@@ -93,6 +105,7 @@ DEFAULT_ARGS = {
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=20),
     deadline=DEADLINE_ALERT,
+    params=PARAMS,
     default_args=DEFAULT_ARGS,
     tags=["retraining", "recommender", "lora"],
     doc_md=__doc__,  # flush-left Markdown; an indented function docstring would render as code
@@ -103,7 +116,7 @@ def nightly_retrain() -> None:
         *(
             StageOperator(
                 task_id=stage,
-                command=f"python -m tasks.{stage} --logical-date {{{{ ds }}}}",
+                command=f"python -m tasks.{stage} --logical-date {{{{ ds }}}}{EXTRA_ARGS.get(stage, '')}",
                 cwd=PROJECT_DIR,
                 **OVERRIDES.get(stage, {}),
             )

@@ -15,11 +15,19 @@ from tasks.common import parse_date, run_stage, stage_parser
 
 
 def promote_stage(args: argparse.Namespace, params: Params) -> None:
-    run_promote(parse_date(args.logical_date).isoformat(), params.finetune, params.paths, Path.cwd())
+    run_promote(parse_date(args.logical_date).isoformat(), params.finetune, params.paths, Path.cwd(),
+                dry_run=args.dry_run)
+
+
+def parser() -> argparse.ArgumentParser:
+    stage = stage_parser(__doc__)
+    stage.add_argument("--dry-run", action="store_true",
+                       help="decide only: register, record and promote nothing (publish then publishes nothing)")
+    return stage
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(promote_stage, stage_parser(__doc__), argv)
+    return run_stage(promote_stage, parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The publish stage: the champion's top-K per user and per group, written to the warehouse for the night.
 
 It runs only after the night's promotion decision. A promoted candidate is the champion and is
-served; after a refusal the champion that is still current (the previous one) is served. The
+served; after a refusal, or a hold (a backfilled night), the champion that is still current is
+served; after a dry run nothing is published. The
 summary names the decision, the version served and why. Beside ``recommendations`` and in the
 same transaction: the champion's interest groups (``interest_groups``, ``interest_group_members``)
 and the lists of interest and explicit groups (``group_recommendations``); see
@@ -33,12 +34,17 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
     Raises:
         NonRetryableError: no promotion decision for ``logical_date``.
     """
-    from pipelines.core.io import atomic_dir, write_json, write_manifest
     from pipelines.core.warehouse import redact, resolve_url
     from pipelines.model.recommender import load_model
     from pipelines.registry.store import Registry
 
     decision = read_decision(Path(paths.promote), logical_date)
+    if decision["decision"] == "DRY_RUN":  # a manual run that decides only
+        reason = f"{decision['reason']}; nothing published"
+        log.info("%s", reason)
+        write_summary(paths, logical_date, {"logical_date": logical_date, "promotion": "DRY_RUN", "model_version": None,
+                                            "served": "none", "reason": reason, "rows": 0, "users": 0})
+        return
     warehouse, _ = resolve_url(environ, paths.warehouse_url)  # the warehouse extract read
     with Registry(paths.registry_url, Path(paths.artifact_store)) as registry:
         champion = registry.champion()
@@ -54,6 +60,12 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
         summary.update(score_and_write(model, champion, paths, warehouse, logical_date, settings.k, groups))
         log.info("published %d rows for %d users with model version %d", summary["rows"], summary["users"],
                  champion.version)
+    write_summary(paths, logical_date, summary)
+
+
+def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, Any]) -> None:
+    from pipelines.core.io import atomic_dir, write_json, write_manifest
+
     with atomic_dir(Path(paths.publish)) as staging:
         write_json(staging / "summary.json", summary)
         write_manifest(staging, stage="publish", logical_date=logical_date)

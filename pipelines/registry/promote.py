@@ -104,23 +104,37 @@ def register_candidate(inputs: PromoteInputs, finetune: FinetuneParams, paths: P
             report_path=str(Path(paths.reports) / "evaluate" / "report.html"),
         )
         champion = registry.champion()
-    decision, reason = night_decision(inputs, version.version, champion)
+    decision, reason = night_decision(inputs, champion, version.version)
     return {
         "logical_date": inputs.logical_date, "version": version.version, "blessed": inputs.blessed,
         "decision": decision, "reason": reason, "champion_version": champion.version if champion else None,
     }
 
 
-def night_decision(inputs: PromoteInputs, version: int, champion: ModelVersion | None) -> tuple[str, str]:
-    """PROMOTED, REFUSED, or HELD: blessed, but the champion is of a later night and keeps serving."""
+def night_decision(inputs: PromoteInputs, champion: ModelVersion | None, version: int | None) -> tuple[str, str]:
+    """PROMOTED, REFUSED, or HELD: blessed, but the champion is of a later night and keeps serving.
+    ``version`` is the candidate's (None in a dry run, which registers nothing)."""
     reason = inputs.blessing["reason"]
     if not inputs.blessed:
         return "REFUSED", reason
     if champion is not None and champion.version != version and champion.run_date > inputs.logical_date:
+        serve = f"`retrain registry promote {version} --force --reason ...` serves this one" if version else \
+            "a run without dry_run would register it without serving it"
         return "HELD", (f"{reason}; held: the champion, version {champion.version}, is of a later night "
-                        f"({champion.run_date}) and keeps serving (`retrain registry promote {version} --force "
-                        "--reason ...` serves this one)")
+                        f"({champion.run_date}) and keeps serving ({serve})")
     return "PROMOTED", reason
+
+
+def dry_run_decision(inputs: PromoteInputs, paths: PathsParams) -> dict[str, Any]:
+    """What the night would decide, with nothing registered, snapshotted or moved."""
+    from pipelines.registry.store import Registry
+
+    with Registry(paths.registry_url, Path(paths.artifact_store)) as registry:
+        champion = registry.champion()
+    would_be, reason = night_decision(inputs, champion, None)
+    return {"logical_date": inputs.logical_date, "version": None, "blessed": inputs.blessed, "decision": "DRY_RUN",
+            "would_be": would_be, "reason": f"dry run, nothing registered: would be {would_be} ({reason})",
+            "champion_version": champion.version if champion else None}
 
 
 def write_decision(promote_dir: Path, decision: dict[str, Any]) -> None:
@@ -132,10 +146,17 @@ def write_decision(promote_dir: Path, decision: dict[str, Any]) -> None:
         write_manifest(staging, stage="promote", logical_date=decision["logical_date"])
 
 
-def run_promote(logical_date: str, finetune: FinetuneParams, paths: PathsParams, project_dir: Path) -> None:
+def run_promote(logical_date: str, finetune: FinetuneParams, paths: PathsParams, project_dir: Path,
+                dry_run: bool = False) -> None:
     """Registers ``paths.candidate`` for ``logical_date`` and writes ``paths.promote``; ``project_dir``
-    is the DVC project (and git checkout) whose outputs the version records."""
+    is the DVC project (and git checkout) whose outputs the version records. A dry run registers
+    and records nothing: its decision (``DRY_RUN``) says what the night would decide, and publish
+    then publishes nothing."""
     inputs = read_inputs(paths, logical_date)
-    decision = register_candidate(inputs, finetune, paths, snapshot_in_dvc(project_dir), git_commit(project_dir))
-    log.info("%s version %d: %s", decision["decision"], decision["version"], decision["reason"])
+    if dry_run:
+        decision = dry_run_decision(inputs, paths)
+        log.info("%s", decision["reason"])
+    else:
+        decision = register_candidate(inputs, finetune, paths, snapshot_in_dvc(project_dir), git_commit(project_dir))
+        log.info("%s version %d: %s", decision["decision"], decision["version"], decision["reason"])
     write_decision(Path(paths.promote), decision)

@@ -80,6 +80,15 @@ def test_edges_match_the_dvc_graph(retrain_dag, dvc_stages):
 
 def test_commands_match_dvc(retrain_dag, dvc_stages):
     for task in retrain_dag.tasks:
-        rendered = task.render_template(task.command, {"ds": LOGICAL_DATE})
+        rendered = task.render_template(task.command, {"ds": LOGICAL_DATE, "params": {"dry_run": False}})
         expected = dvc_stages[task.task_id]["cmd"].replace("${run.logical_date}", LOGICAL_DATE)
         assert shlex.split(rendered) == shlex.split(expected), task.task_id
+
+
+def test_a_dry_run_adds_dry_run_to_promote_only(retrain_dag, dvc_stages):
+    assert retrain_dag.params["dry_run"] is False  # a scheduled night promotes
+    for task in retrain_dag.tasks:
+        rendered = task.render_template(task.command, {"ds": LOGICAL_DATE, "params": {"dry_run": True}})
+        expected = dvc_stages[task.task_id]["cmd"].replace("${run.logical_date}", LOGICAL_DATE)
+        extra = ["--dry-run"] if task.task_id == "promote" else []
+        assert shlex.split(rendered) == shlex.split(expected) + extra, task.task_id

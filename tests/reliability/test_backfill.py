@@ -49,3 +49,34 @@ def test_three_backfilled_nights_are_held_and_the_newer_champion_keeps_serving(
         assert sorted(e.version for e in holds) == [v.version for v in backfilled]
         # The next backfill would be judged against, and start from, the newest held night before it.
         assert registry.champion_as_of("2026-02-08") == backfilled[-1]
+
+
+def test_a_dry_run_decides_and_leaves_the_registry_and_the_warehouse_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_models: tuple[Path, Path]) -> None:
+    from tasks import promote
+
+    monkeypatch.chdir(tmp_path)
+    params, params_file = make_project(tmp_path)
+    first, second = small_models
+    stage_night(params, NIGHTS[1], first, blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0 and run_task("publish", params_file, NIGHTS[1]) == 0
+    paths = params["paths"]
+    with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
+        before = (registry.list_versions(), registry.audit_log(), registry.champion())
+    published_before = published(params, NIGHTS[1])
+
+    for night, would_be in (("2026-02-10", "PROMOTED"), (BACKFILLED[0], "HELD")):
+        stage_night(params, night, second, blessed=True)
+        argv = ["--params", str(params_file), "--logical-date", night, "--dry-run"]
+        assert promote.main(argv) == 0
+        decision = read_json(Path(paths["promote"]) / "decision.json")
+        assert (decision["decision"], decision["would_be"], decision["version"]) == ("DRY_RUN", would_be, None)
+        assert decision["reason"].startswith(f"dry run, nothing registered: would be {would_be}")
+        assert run_task("publish", params_file, night) == 0
+        assert published(params, night).empty
+        summary = json.loads((Path(paths["publish"]) / "summary.json").read_text())
+        assert (summary["promotion"], summary["rows"], summary["model_version"]) == ("DRY_RUN", 0, None)
+
+    with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
+        assert (registry.list_versions(), registry.audit_log(), registry.champion()) == before
+    assert published(params, NIGHTS[1]).equals(published_before)
