@@ -122,11 +122,27 @@ def cmd_registry(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         paths = load_params(args.params).paths
+        if args.action == "init":
+            return _registry_init(paths)
         with Registry(paths.registry_url, Path(paths.artifact_store)) as registry:
             return REGISTRY_ACTIONS[args.action](registry, args)
     except (NonRetryableError, UnknownVersionError) as exc:
         print(f"retrain registry {args.action}: {exc}", file=sys.stderr)
         return EXIT_NON_RETRYABLE
+
+
+def _registry_init(paths) -> int:
+    """Creates the registry database if missing and migrates its schema (idempotent)."""
+    from sqlalchemy.engine import make_url
+
+    from pipelines.registry.store import Registry, create_database
+
+    created = create_database(paths.registry_url)
+    with Registry(paths.registry_url, Path(paths.artifact_store)):  # opening migrates the schema
+        pass
+    where = make_url(paths.registry_url).render_as_string(hide_password=True)
+    print(f"registry {'created and ' if created else ''}ready at {where}")
+    return 0
 
 
 def _registry_list(registry: Registry, args: argparse.Namespace) -> int:
@@ -207,6 +223,7 @@ def _default_actor() -> str:
 def _add_registry_parser(sub: argparse._SubParsersAction) -> None:
     registry = sub.add_parser("registry", help="inspect the model registry, promote by hand, roll back")
     actions = registry.add_subparsers(dest="action", required=True)
+    actions.add_parser("init", help="create the registry database if it does not exist and migrate its schema")
     actions.add_parser("list", help="every version, its status, NDCG@10, parent and reason; * marks the champion")
     show = actions.add_parser("show", help="one version with its lineage")
     show.add_argument("version", type=int)

@@ -56,6 +56,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
@@ -560,6 +561,35 @@ class Registry:
                 if self._dialect == "postgresql":
                     conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
                 yield conn
+
+
+def create_database(url: str) -> bool:
+    """Creates the registry's PostgreSQL database when it does not exist yet (connecting to the
+    server's ``postgres`` database as the same user); True if it created one. A SQLite registry
+    needs nothing: its file is created on first open.
+
+    Raises:
+        NonRetryableError: the URL is neither SQLite nor PostgreSQL.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return False
+    if backend != "postgresql":
+        raise NonRetryableError(f"registry supports sqlite and postgresql URLs, not {backend!r}")
+    name = parsed.database
+    if not name:
+        raise NonRetryableError(f"the registry URL names no database: {parsed.render_as_string(hide_password=True)}")
+    engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")  # CREATE DATABASE
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first():
+                return False
+            conn.execute(text(f'CREATE DATABASE "{name.replace(chr(34), chr(34) * 2)}"'))
+    finally:
+        engine.dispose()
+    log.info("created the registry database %r", name)
+    return True
 
 
 def _create_engine(url: str) -> Engine:

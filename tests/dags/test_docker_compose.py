@@ -68,14 +68,37 @@ def test_commands(compose):
     assert init_env["_AIRFLOW_WWW_USER_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
 
 
-def test_init_creates_every_pool_the_dag_uses(compose, retrain_dag):
+def test_init_creates_the_registry_and_every_pool_the_dag_uses(compose, retrain_dag):
     init = compose["services"]["airflow-init"]
     script = init["command"][-1]
     created = set(re.findall(r"airflow pools set (\w+) ", script))
     used = {task.pool for task in retrain_dag.tasks} - {"default_pool"}
     assert used == {"gpu"} and used <= created
     assert init["environment"]["GPU_POOL_SLOTS"] == "${GPU_POOL_SLOTS:-1}" and "GPU_POOL_SLOTS" in env_example()
-    assert script.endswith("&& airflow version")  # the pool first: a failure stops the init
+    assert script.startswith("cd /opt/retrain && retrain registry init && ")
+    assert script.endswith("&& airflow version")  # each step first: a failure stops the init
+
+
+def test_every_connection_the_operator_hands_over_is_set_once(compose, retrain_dag):
+    import sys
+
+    operator_module = sys.modules[type(retrain_dag.get_task("extract")).__module__]  # dags/stage_operator.py
+    connections = operator_module.CONNECTIONS
+    env = compose["services"]["airflow-worker"]["environment"]
+    assert set(connections.values()) <= set(env)
+    assert not {"RETRAIN_WAREHOUSE_URL", "RETRAIN_REGISTRY_URL"} & set(env)  # one setting per connection
+    registry = env["AIRFLOW_CONN_REGISTRY"]
+    assert registry.startswith("postgres://") and registry.endswith("@postgres:5432/${RETRAIN_REGISTRY_DB:-registry}")
+    assert env_example()["RETRAIN_REGISTRY_DB"] == "registry"
+
+
+def test_the_celery_result_backend_names_an_installed_driver(compose):
+    import importlib.util
+
+    backend = compose["services"]["airflow-worker"]["environment"]["AIRFLOW__CELERY__RESULT_BACKEND"]
+    driver = re.match(r"db\+postgresql\+(\w+)://", backend)
+    assert driver is not None, backend  # a bare postgresql:// means psycopg 3 to SQLAlchemy 2.1
+    assert importlib.util.find_spec(driver[1]) is not None
 
 
 def test_workers_split_default_and_gpu_queues(compose):

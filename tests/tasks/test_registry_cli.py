@@ -181,3 +181,28 @@ def test_bad_audit_limit_is_one_clear_line(params_file: Path, capsys: pytest.Cap
     assert error_lines(capsys.readouterr().err) == [
         "retrain registry audit: audit log limit must be at least 1, got 0"
     ]
+
+
+def test_init_creates_the_registry_database_from_the_airflow_connection_and_migrates_it(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import sqlalchemy as sa
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    name = sa.make_url(postgres_url).database
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # start from no database at all, as a fresh deployment does
+        conn.exec_driver_sql(f'DROP DATABASE "{name}"')
+    admin.dispose()
+    server = sa.make_url(postgres_url)
+    monkeypatch.setenv("AIRFLOW_CONN_REGISTRY", json.dumps(
+        {"conn_type": "postgres", "host": server.host, "port": server.port, "login": server.username, "schema": name}))
+    params = write_params(tmp_path, paths={"registry_url": "sqlite:///unused.db", "artifact_store": str(tmp_path / "a")})
+
+    assert run(params, "init") == 0
+    assert f"registry created and ready at postgresql+psycopg2://{server.username}@" in capsys.readouterr().out
+    assert run(params, "init") == 0  # again: nothing to create, nothing to migrate
+    assert "registry ready at" in capsys.readouterr().out
+    with Registry(postgres_url, tmp_path / "a") as registry:
+        assert registry.list_versions() == [] and registry.champion() is None
+    assert not (tmp_path / "unused.db").exists()
