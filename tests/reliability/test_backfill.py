@@ -5,27 +5,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipelines.core.io import read_json
-from pipelines.registry.store import ACTION_HOLD, Registry
+from pipelines.registry.store import ACTION_HOLD, ModelVersion, Registry
 from tests.reliability.night import NIGHTS, USER_IDS, make_project, published, run_task, stage_night
 
 BACKFILLED = ("2026-02-05", "2026-02-06", "2026-02-07")  # before NIGHTS[1], the champion's night
 
 
+def project_with_a_champion(tmp_path: Path, model: Path) -> tuple[dict[str, Any], Path, ModelVersion]:
+    """A project whose champion is ``model``, promoted and published for NIGHTS[1]."""
+    params, params_file = make_project(tmp_path)
+    stage_night(params, NIGHTS[1], model, blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0 and run_task("publish", params_file, NIGHTS[1]) == 0
+    with Registry(params["paths"]["registry_url"], Path(params["paths"]["artifact_store"])) as registry:
+        champion = registry.champion()
+    assert champion is not None and champion.run_date == NIGHTS[1]
+    return params, params_file, champion
+
+
 def test_three_backfilled_nights_are_held_and_the_newer_champion_keeps_serving(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_models: tuple[Path, Path]) -> None:
     monkeypatch.chdir(tmp_path)
-    params, params_file = make_project(tmp_path)
     newer, older = small_models
-    stage_night(params, NIGHTS[1], newer, blessed=True)
-    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    params, params_file, champion = project_with_a_champion(tmp_path, newer)
     paths = params["paths"]
-    with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
-        champion = registry.champion()
-    assert champion is not None and champion.run_date == NIGHTS[1]
 
     for night in BACKFILLED:
         stage_night(params, night, older, blessed=True)
@@ -56,10 +63,8 @@ def test_a_dry_run_decides_and_leaves_the_registry_and_the_warehouse_alone(
     from tasks import promote
 
     monkeypatch.chdir(tmp_path)
-    params, params_file = make_project(tmp_path)
     first, second = small_models
-    stage_night(params, NIGHTS[1], first, blessed=True)
-    assert run_task("promote", params_file, NIGHTS[1]) == 0 and run_task("publish", params_file, NIGHTS[1]) == 0
+    params, params_file, _ = project_with_a_champion(tmp_path, first)
     paths = params["paths"]
     with Registry(paths["registry_url"], Path(paths["artifact_store"])) as registry:
         before = (registry.list_versions(), registry.audit_log(), registry.champion())
