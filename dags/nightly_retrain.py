@@ -53,7 +53,6 @@ from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflo
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
 # The project root the commands run in; RETRAIN_PROJECT_DIR on the worker overrides it at run time.
 PROJECT_DIR = str(Path(__file__).resolve().parents[1])
-# Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
 # What publish leaves in the warehouse each night: a serving DAG can run on it (schedule=[RECOMMENDATIONS]).
 RECOMMENDATIONS = Asset(name="retrain_recommendations", uri="retrain://warehouse/recommendations",
                         group="recommendations")
@@ -61,6 +60,7 @@ RECOMMENDATIONS = Asset(name="retrain_recommendations", uri="retrain://warehouse
 # (docker-compose.yml's airflow-init: `airflow pools set gpu N ...`). The scheduler holds a task
 # whose pool does not exist, so an undersized or missing pool shows as a queued finetune.
 GPU_POOL = "gpu"
+# Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
 OVERRIDES: dict[str, dict] = {
     "finetune": {"queue": "gpu", "pool": GPU_POOL, "execution_timeout": dt.timedelta(hours=6)},
     "evaluate": {"execution_timeout": dt.timedelta(hours=2)},

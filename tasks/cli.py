@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.config import load_params
+from pipelines.config import PathsParams, load_params
 from tasks.common import EXIT_NON_RETRYABLE, configure_logging
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
         return EXIT_NON_RETRYABLE
 
 
-def _registry_init(paths) -> int:
+def _registry_init(paths: PathsParams) -> int:
     """Creates the registry database if missing and migrates its schema (idempotent)."""
     from sqlalchemy.engine import make_url
 

@@ -2,7 +2,8 @@
 
 The DAG's deadline alert (``dags/nightly_retrain.py``) names ``night_deadline_missed``; Airflow's
 triggerer imports and awaits it when a run passes its deadline, so it lives in this installed
-package (the triggerer does not put the DAG folder on its path) and uses the standard library only.
+package, importable wherever the project is installed, and uses the standard library only (the
+DAG file's parsing imports it too).
 The line has the same shape as the stage-failure notifications (``dags/failure_notifier.py``).
 """
 
