@@ -27,9 +27,6 @@ a bad value): the task fails at once; any other code is treated as transient and
 (2 retries, exponential backoff from 2 min, at most 30 min). A refused candidate is no failure:
 promote exits 0 and publish serves the previous champion.
 
-**Late**: a night still running 6 hours after it was queued appends a line to
-`state/notifications.jsonl` (a deadline alert; it does not stop the run).
-
 **On failure** (for good, after any retries) a notifier logs the task's failure summary and
 appends it to `state/notifications.jsonl`; a failed validation names each failed expectation
 and where the night's data was quarantined (`paths.quarantine/<ds>/`).
@@ -44,8 +41,6 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, chain, dag
-from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from failure_notifier import StageFailureNotifier
 from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflow parses this file
@@ -74,15 +69,6 @@ PARAMS = {
                                  "registered or served, and publish publishes nothing."),
 }
 
-# A night still running this long after it was queued is late for the morning: the triggerer then
-# appends a line to the notifications sink (tasks/notify.py), while the run goes on.
-NIGHT_DEADLINE = dt.timedelta(hours=6)
-DEADLINE_ALERT = DeadlineAlert(
-    reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=NIGHT_DEADLINE,
-    callback=AsyncCallback("tasks.notify.night_deadline_missed", kwargs={
-        "sink": "state/notifications.jsonl", "project_dir": PROJECT_DIR, "deadline": "6 h after it was queued"}),
-)
-
 DEFAULT_ARGS = {
     "owner": "ml-platform",
     "retries": 2,
@@ -104,7 +90,6 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=20),
-    deadline=DEADLINE_ALERT,
     params=PARAMS,
     default_args=DEFAULT_ARGS,
     tags=["retraining", "recommender", "lora"],
