@@ -255,17 +255,6 @@ def choose_strategy(strategies: Mapping[str, Any], k: int, *, explicit: bool,
                                      -names.index(s)))
 
 
-def blended(scores: np.ndarray, labels: np.ndarray, n_groups: int, history: list[list[int]], rows: np.ndarray,
-            strength: float, max_interactions: int) -> np.ndarray:
-    """Scores of ``rows`` after backoff to their interest group (the group's scores from all its
-    members); rows with more than ``max_interactions`` keep their own."""
-    if strength == 0:
-        return scores[rows]
-    group = interest_group_scores(scores, labels, n_groups)
-    weights = backoff_weights(np.array([len(history[r]) for r in rows]), strength, max_interactions)
-    return blend_with_group(scores[rows], group[labels[rows]], weights)
-
-
 def backoff_ranks(scores: np.ndarray, labels: np.ndarray, n_groups: int, history: list[list[int]],
                   targets: np.ndarray, rows: np.ndarray, max_interactions: int) -> Callable[[float], np.ndarray]:
     """The target ranks of ``rows`` under a backoff strength c. Rows with more than
@@ -321,9 +310,8 @@ def gate_metrics(valid: np.ndarray, test: np.ndarray, labels: np.ndarray, n_grou
         values[f"group_ndcg@{k}"], values[f"group_hr@{k}"] = ndcg_at_k(ranks, k), hit_at_k(ranks, k)
     rows = people.evaluated
     cold = rows[np.array([len(people.train[r]) for r in rows], dtype=np.int64) <= COLD_USER_MAX]
-    ranks = ranks_of(blended(test, labels, n_groups, people.train_valid, cold, strength,
-                             settings.backoff_max_interactions), people.test_target[cold],
-                     [people.train_valid[r] for r in cold])
+    ranks = backoff_ranks(test, labels, n_groups, people.train_valid, people.test_target, cold,
+                          settings.backoff_max_interactions)(strength)
     values[f"cold_ndcg@{k}"], values[f"cold_hr@{k}"] = ndcg_at_k(ranks, k), hit_at_k(ranks, k)
     points = {m: _mean(v) for m, v in values.items()}
     bounds = {m: list(bootstrap_interval(v, resample_indices(len(v), n_resamples, seed))) for m, v in values.items()

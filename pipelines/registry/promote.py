@@ -114,10 +114,12 @@ def register_candidate(inputs: PromoteInputs, finetune: FinetuneParams, paths: P
 def night_decision(inputs: PromoteInputs, champion: ModelVersion | None, version: int | None) -> tuple[str, str]:
     """PROMOTED, REFUSED, or HELD: blessed, but the champion is of a later night and keeps serving.
     ``version`` is the candidate's (None in a dry run, which registers nothing)."""
+    from pipelines.registry.store import held_back_by
+
     reason = inputs.blessing["reason"]
     if not inputs.blessed:
         return "REFUSED", reason
-    if champion is not None and champion.version != version and champion.run_date > inputs.logical_date:
+    if champion is not None and champion.version != version and held_back_by(champion, inputs.logical_date):
         serve = f"`retrain registry promote {version} --force --reason ...` serves this one" if version else \
             "a run without dry_run would register it without serving it"
         return "HELD", (f"{reason}; held: the champion, version {champion.version}, is of a later night "

@@ -660,12 +660,17 @@ def _promote_existing(conn: Connection, version: int, *, reason: str, actor: str
     _promote_unless_champion_is_newer(conn, version, run_date, reason=reason, actor=actor, details=details)
 
 
+def held_back_by(champion: ModelVersion | None, run_date: str) -> bool:
+    """Whether ``champion`` keeps the alias from a blessed version of ``run_date``: it is of a later night."""
+    return champion is not None and champion.run_date > run_date
+
+
 def _promote_unless_champion_is_newer(conn: Connection, version: int, run_date: str, *, reason: str, actor: str,
                                       details: dict[str, Any]) -> None:
     """Moves the champion to blessed ``version`` unless the champion is of a later night (then audits a hold)."""
     champion = _champion_version(conn)
     newer = None if champion is None else _to_version(_select_version(conn, champion))
-    if newer is not None and newer.run_date > run_date:
+    if held_back_by(newer, run_date):
         details.update(champion=newer.version, champion_run_date=newer.run_date)
         _audit(conn, action=ACTION_HOLD, version=version, actor=actor, reason=reason, details=details)
         log.info("version %d (%s) blessed but held: champion %d is of a later night (%s)", version, run_date,
