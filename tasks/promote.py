@@ -16,7 +16,7 @@ from tasks.common import parse_date, run_stage, stage_parser
 
 def promote_stage(args: argparse.Namespace, params: Params) -> None:
     run_promote(parse_date(args.logical_date).isoformat(), params.finetune, params.paths, Path.cwd(),
-                dry_run=args.dry_run)
+                Path(args.params), dry_run=args.dry_run)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -40,15 +40,36 @@ class PromoteInputs:
 
 
 def git_commit(project_dir: Path) -> str:
-    """The commit checked out in ``project_dir``, ``-dirty`` with uncommitted changes; "unknown" outside git."""
+    """The commit checked out in ``project_dir``, ``-dirty`` with uncommitted changes; "unknown" outside git.
+
+    ``params.yaml``'s ``run.logical_date`` is no change: every night moves it to the night it runs.
+    """
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=project_dir).stdout
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=project_dir).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, cwd=project_dir).stdout.strip()
+        commit = git("rev-parse", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+        committed_params = git("show", "HEAD:params.yaml") if any(line[3:] == "params.yaml" for line in changed) else ""
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return f"{commit}-dirty" if dirty else commit
+    if committed_params and not params_differ_beyond_night(committed_params, project_dir / "params.yaml"):
+        changed = [line for line in changed if line[3:] != "params.yaml"]
+    return f"{commit}-dirty" if changed else commit
+
+
+def params_differ_beyond_night(committed: str, workspace: Path) -> bool:
+    import yaml
+
+    def without_night(params: dict[str, Any] | None) -> dict[str, Any]:
+        params = dict(params or {})
+        params["run"] = {key: value for key, value in (params.get("run") or {}).items() if key != "logical_date"}
+        return params
+
+    try:
+        return without_night(yaml.safe_load(committed)) != without_night(yaml.safe_load(workspace.read_text()))
+    except (OSError, yaml.YAMLError):
+        return True
 
 
 def lineage(paths: PathsParams, snapshot: Snapshot | None) -> dict[str, Any]:
@@ -64,7 +85,7 @@ def lineage(paths: PathsParams, snapshot: Snapshot | None) -> dict[str, Any]:
     }
 
 
-def snapshot_in_dvc(project_dir: Path) -> Snapshot | None:
+def snapshot_in_dvc(project_dir: Path, logical_date: str, params_file: Path) -> Snapshot | None:
     """The night's outputs committed (and pushed) to DVC; None outside a DVC project."""
     from pipelines.registry.snapshot import is_dvc_project, snapshot_night
 
@@ -72,7 +93,7 @@ def snapshot_in_dvc(project_dir: Path) -> Snapshot | None:
         log.warning("%s is not a DVC project: the version is registered without a DVC snapshot, "
                     "so `retrain reproduce` cannot restore it", project_dir)
         return None
-    return snapshot_night(project_dir)
+    return snapshot_night(project_dir, logical_date=logical_date, params_file=params_file)
 
 
 def read_inputs(paths: PathsParams, logical_date: str) -> PromoteInputs:
@@ -149,9 +170,10 @@ def write_decision(promote_dir: Path, decision: dict[str, Any]) -> None:
 
 
 def run_promote(logical_date: str, finetune: FinetuneParams, paths: PathsParams, project_dir: Path,
-                dry_run: bool = False) -> None:
+                params_file: Path, dry_run: bool = False) -> None:
     """Registers ``paths.candidate`` for ``logical_date`` and writes ``paths.promote``; ``project_dir``
-    is the DVC project (and git checkout) whose outputs the version records. A dry run registers
+    is the DVC project (and git checkout) whose outputs the version records, ``params_file`` the
+    params the night ran with (recorded in its ``dvc.lock``). A dry run registers
     and records nothing: its decision (``DRY_RUN``) says what the night would decide, and publish
     then publishes nothing."""
     inputs = read_inputs(paths, logical_date)
@@ -159,6 +181,7 @@ def run_promote(logical_date: str, finetune: FinetuneParams, paths: PathsParams,
         decision = dry_run_decision(inputs, paths)
         log.info("%s", decision["reason"])
     else:
-        decision = register_candidate(inputs, finetune, paths, snapshot_in_dvc(project_dir), git_commit(project_dir))
+        decision = register_candidate(inputs, finetune, paths, snapshot_in_dvc(project_dir, logical_date, params_file),
+                                      git_commit(project_dir))
         log.info("%s version %d: %s", decision["decision"], decision["version"], decision["reason"])
     write_decision(Path(paths.promote), decision)

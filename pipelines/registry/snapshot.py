@@ -1,8 +1,11 @@
 """Each night's data and model in the DVC cache, and their restoration by ``dvc.lock``.
 
-The nightly stages run under Airflow or ``dvc repro``; either way promote then calls
+The nightly stages run under Airflow or ``dvc repro``. Under Airflow, promote calls
 ``snapshot_night``: ``dvc commit`` records the content hash of every stage output in ``dvc.lock``
-and copies the outputs into the DVC cache, and ``dvc push`` sends them to the configured remote.
+(with the night's date and the params that ran: ``pipelines/registry/nights.py``) and copies the
+outputs into the DVC cache, and ``dvc push`` sends them to the configured remote; publish then
+calls ``record_night``, which records the whole night, in DVC and on the ``nights`` branch. Under
+``dvc repro`` DVC records each stage itself, and the lock is taken as DVC wrote it.
 The registry keeps that ``dvc.lock`` with the version, so ``restore_night`` can bring any
 version's extracts, profiles and model back, from the local cache or else the remote.
 """
@@ -16,7 +19,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipelines.core.io import NonRetryableError, sha256_file
+from pipelines.registry.nights import (PARAMS_FILE, commit_night, params_in_place, params_that_ran,
+                                       restore_operator_params, run_by_dvc, set_night_date)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ def is_dvc_project(root: Path) -> bool:
     return (Path(root) / ".dvc").is_dir() and (Path(root) / "dvc.yaml").is_file()
 
 
-def snapshot_night(root: Path, *, push: bool = True) -> Snapshot:
+def snapshot_night(root: Path, *, logical_date: str, params_file: Path, push: bool = True) -> Snapshot:
     """Commits the night's stage outputs to the DVC cache (and remote) and returns ``dvc.lock``.
 
     Raises:
@@ -50,15 +57,58 @@ def snapshot_night(root: Path, *, push: bool = True) -> Snapshot:
     root = Path(root)
     if not is_dvc_project(root):
         raise NonRetryableError(f"{root} is not a DVC project (needs .dvc/ and dvc.yaml)")
-    run_dvc(root, "commit", "--force", *SNAPSHOT_STAGES)
     pushed = False
-    if push and default_remote(root):
-        run_dvc(root, "push", *SNAPSHOT_STAGES)
-        pushed = True
+    if run_by_dvc():
+        log.info("run by dvc repro: dvc.lock is DVC's own record of the stages so far (`dvc push` after the "
+                 "run sends them to the remote)")
+    else:
+        commit_stages(root, logical_date, params_file, SNAPSHOT_STAGES)
+        if push and default_remote(root):
+            run_dvc(root, "push", *SNAPSHOT_STAGES)
+            pushed = True
     lock = root / "dvc.lock"
     log.info("night committed to the DVC cache%s (dvc.lock %s)", " and pushed" if pushed else "",
              sha256_file(lock)[:12])
     return Snapshot(lock_text=lock.read_text(), lock_sha256=sha256_file(lock), pushed=pushed)
+
+
+def commit_stages(root: Path, logical_date: str, params_file: Path, stages: tuple[str, ...] = ()) -> None:
+    """``dvc commit`` of ``stages`` (all when empty) with the workspace moved to the night and the
+    params that ran in ``params.yaml`` while DVC reads them."""
+    restore_operator_params(root)
+    if set_night_date(root / PARAMS_FILE, logical_date):
+        log.info("%s: run.logical_date is now %s, the night this workspace holds", PARAMS_FILE, logical_date)
+    if _is_workspace_params(root, params_file):
+        run_dvc(root, "commit", "--force", *stages)
+        return
+    with params_in_place(root, params_that_ran(params_file, logical_date)):
+        run_dvc(root, "commit", "--force", *stages)
+    log.info("dvc.lock records the params that ran, from %s; where %s differs, `dvc status` names it and "
+             "`dvc repro` reruns from there", params_file, PARAMS_FILE)
+
+
+def record_night(root: Path, *, logical_date: str, params_file: Path, message: str) -> str | None:
+    """The end of a night: every stage committed to DVC and pushed, and the night committed on the
+    ``nights`` branch; returns that commit, or None where there is nothing to record it in."""
+    root = Path(root)
+    if not is_dvc_project(root):
+        log.warning("%s is not a DVC project: the night is not recorded in DVC", root)
+        return None
+    if run_by_dvc():
+        log.info("run by dvc repro: DVC records this stage; `git add dvc.lock` and commit to keep the run")
+        return None
+    commit_stages(root, logical_date, params_file)
+    if default_remote(root):
+        run_dvc(root, "push")
+    if _is_workspace_params(root, params_file):
+        params_text = (root / PARAMS_FILE).read_text()
+    else:
+        params_text = yaml.safe_dump(params_that_ran(params_file, logical_date), sort_keys=False)
+    return commit_night(root, logical_date, params_text, message)
+
+
+def _is_workspace_params(root: Path, params_file: Path) -> bool:
+    return Path(params_file).resolve() == (Path(root) / PARAMS_FILE).resolve()
 
 
 def restore_night(root: Path, lock_text: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,31 +12,9 @@ import yaml
 from pipelines.registry.store import Registry
 from pipelines.datasets.synthetic import generate_warehouse
 from tasks.cli import main as retrain
-from tests.conftest import PROJECT_ROOT
-from tests.e2e.helpers import NIGHTS, STAGES
+from tests.e2e.helpers import NIGHTS, STAGES, project_copy
 
 NIGHT = NIGHTS[0]
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-
-
-def project_copy(root: Path) -> Path:
-    """The project's files (tracked and new, not ignored) in a fresh git repository, tiny params."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["demo_data"].update(n_users=120, n_items=80, days=40, events_per_user_per_day=0.5)
-    params["validate"]["min_rows"] = 200
-    params["finetune"].update(epochs=2, batch_size=32, text_refresh_steps=10)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run([*GIT, "init", "-q"], cwd=root, check=True)
-    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*GIT, "commit", "-q", "-m", "project"], cwd=root, check=True)
-    return root
 
 
 @pytest.fixture(scope="module")
