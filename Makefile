@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-fast where dvc-repro clean
+.PHONY: venv demo cluster test test-fast where dvc-repro clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ where:
 	@echo "Recommendations:  table 'recommendations' in warehouse/demo.db"
 	@retrain registry list
 
+# The production topology without Docker: api-server, scheduler, dag-processor and a Celery worker per
+# queue, on the local PostgreSQL and Redis (deploy/local/cluster.py); Ctrl-C stops it.
+cluster: venv
+	retrain demo-data
+	python -m deploy.local.cluster up
+
 test: venv
 	python -m pytest
 
@@ -73,4 +79,4 @@ dvc-repro: venv
 	dvc repro
 
 clean:
-	rm -rf .airflow state data models warehouse reports/evaluate/report.html
+	rm -rf .airflow .cluster state data models warehouse reports/evaluate/report.html

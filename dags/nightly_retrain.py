@@ -23,9 +23,9 @@ is judged against the champion as of that night and never displaces a newer one)
 `airflow dags trigger nightly_retrain --logical-date 2026-02-05T02:00:00+00:00 --conf '{"dry_run": true}'`.
 
 **Exit codes**: `0` success; `3` not retryable (failed validation, bad params or gate configuration,
-a bad value): the task fails at once; any other code is treated as transient and retried
-(2 retries, exponential backoff from 2 min, at most 30 min). A refused candidate is no failure:
-promote exits 0 and publish serves the previous champion.
+a bad value): the task fails at once; any other code is treated as transient and retried (2 retries,
+exponential backoff from 2 min, or `RETRAIN_RETRY_DELAY_S` seconds where the DAG is parsed; at most
+30 min). A refused candidate is no failure: promote exits 0 and publish serves the previous champion.
 
 **On failure** (for good, after any retries) a notifier logs the task's failure summary and
 appends it to `state/notifications.jsonl`; a failed validation names each failed expectation
@@ -37,6 +37,7 @@ This file is wiring only: the stage graph of `dvc.yaml`, which tests/dags prove 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pendulum
@@ -72,7 +73,7 @@ PARAMS = {
 DEFAULT_ARGS = {
     "owner": "ml-platform",
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=2),
+    "retry_delay": dt.timedelta(seconds=int(os.environ.get("RETRAIN_RETRY_DELAY_S", "120"))),
     # In Airflow 3.3 a multiplier (a legacy True is read as 2.0 when serialized): delay doubles per try.
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=30),

@@ -1,0 +1,1 @@
+"""Deployment helpers: deploy/local starts the production topology on one machine."""

@@ -1,0 +1,1 @@
+"""The services of docker-compose.yml as local processes (no Docker)."""
