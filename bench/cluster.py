@@ -37,7 +37,7 @@ from deploy.local.cluster import ApiClient, Cluster, ClusterSettings, api_client
 from deploy.local.scratch import TINY_NIGHTS, project_copy  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-BROKER_URL = "redis://127.0.0.1:6379/12"
+BROKER_URL = "redis://127.0.0.1:6379/0"
 RUN_TIMEOUT_S = 900
 
 
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                capture_output=True)
             settings = ClusterSettings(project_dir=on_cluster, state_dir=Path(scratch) / "state", metadata_url=metadata,
                                        broker_url=BROKER_URL, registry_url=registry.replace("+psycopg2", ""),
-                                       scheduled=False)
-            subprocess.run(["redis-cli", "-n", BROKER_URL.rsplit("/", 1)[1], "flushdb"], capture_output=True)
+                                       broker_prefix=f"bench-{Path(scratch).name}", scheduled=False)
             with Cluster(settings) as cluster:
                 api = api_client(settings)
                 wait("the DAG to be parsed", lambda: api.get("/api/v2/dags/nightly_retrain"))

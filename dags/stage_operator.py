@@ -9,6 +9,11 @@ Connections: at run time the operator looks up the Airflow connections ``warehou
 backend) and hands each one that is defined to the stage in its environment, as the JSON the
 stages parse (``AIRFLOW_CONN_WAREHOUSE``, ``AIRFLOW_CONN_REGISTRY``): never on the command line,
 never in a log line.
+
+Workers without a shared working tree (``RETRAIN_STAGE_TRANSFER=dvc`` on the worker): before the
+stage, the records the night's earlier stages left in XCom are pulled into this worker's tree from
+the DVC remote (``python -m tasks.transfer pull``); after it, the stage's outputs are pushed and its
+record goes to XCom (``push``). A missing record or input fails the task, naming it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ import os
 import shlex
 import shutil
 import signal
+import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -31,6 +39,8 @@ EXIT_NON_RETRYABLE = 3  # mirrors tasks.common.EXIT_NON_RETRYABLE (not imported:
 TAIL_LINES = 20  # last output lines quoted in the failure message, so the UI shows why
 # Airflow connection id -> the environment variable the stages read it from (pipelines.core.warehouse).
 CONNECTIONS = {"warehouse": "AIRFLOW_CONN_WAREHOUSE", "registry": "AIRFLOW_CONN_REGISTRY"}
+TRANSFER_ENV = "RETRAIN_STAGE_TRANSFER"  # "dvc": outputs travel between workers through the DVC remote
+RECORD_KEY = "stage_outputs"  # the XCom key of a stage's record (its dvc.lock entry and small files)
 
 
 def resolve_executable(name: str) -> str:
@@ -82,10 +92,37 @@ class StageOperator(BaseOperator):
 
     def execute(self, context: Any) -> None:
         cwd = os.environ.get("RETRAIN_PROJECT_DIR") or self.cwd
-        argv = self.argv()
-        self.log.info("Running %s in %s", shlex.join(argv), cwd)
         # Unbuffered child output, so lines reach the task log while the stage runs.
         env = {**os.environ, **connection_environment(CONNECTIONS, self.log), "PYTHONUNBUFFERED": "1"}
+        transfer = os.environ.get(TRANSFER_ENV) == "dvc"
+        with tempfile.TemporaryDirectory(prefix=f"{self.task_id}-") as scratch:
+            if transfer:
+                self._pull_inputs(context, cwd, env, Path(scratch) / "inputs.json")
+            self._run(self.argv(), cwd, env)
+            if transfer:
+                record = Path(scratch) / "record.json"
+                self._run(self._transfer_argv("push", context, record, "--stage", self.task_id), cwd, env)
+                context["ti"].xcom_push(key=RECORD_KEY, value=json.loads(record.read_text()))
+
+    def _pull_inputs(self, context: Any, cwd: str, env: dict[str, str], path: Path) -> None:
+        """The night's earlier stages' outputs, into this worker's tree."""
+        upstream = sorted(self.get_flat_relative_ids(upstream=True))
+        records = {task_id: context["ti"].xcom_pull(task_ids=task_id, key=RECORD_KEY) for task_id in upstream}
+        missing = [task_id for task_id, record in records.items() if not record]
+        if missing:
+            raise AirflowFailException(
+                f"{self.task_id}: no outputs recorded in this run by {', '.join(missing)}: they ran without "
+                f"{TRANSFER_ENV}=dvc, or their XCom was cleared; clear and rerun them")
+        path.write_text(json.dumps(records))
+        self._run(self._transfer_argv("pull", context, path), cwd, env)
+
+    def _transfer_argv(self, direction: str, context: Any, record: Path, *extra: str) -> list[str]:
+        return [resolve_executable("python"), "-m", "tasks.transfer", direction, "--logical-date", context["ds"],
+                "--record", str(record), *extra]
+
+    def _run(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+        """Runs ``argv``, streaming its output to the task log; raises for a non-zero exit."""
+        self.log.info("Running %s in %s", shlex.join(argv), cwd)
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         try:
             # New session: on_kill/timeout can stop the whole tree (torchrun, dataloader workers).

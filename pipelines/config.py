@@ -28,8 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.core.io import NonRetryableError
 
-# Connection URLs may come from the environment instead of the file (secrets never live in git).
-ENV_OVERRIDES = {"warehouse_url": "RETRAIN_WAREHOUSE_URL", "registry_url": "RETRAIN_REGISTRY_URL"}
+# Connection URLs may come from the environment instead of the file (secrets never live in git), and
+# so may the registry's artifact store: a location every worker sees where they share no working tree.
+ENV_OVERRIDES = {"warehouse_url": "RETRAIN_WAREHOUSE_URL", "registry_url": "RETRAIN_REGISTRY_URL",
+                 "artifact_store": "RETRAIN_ARTIFACT_STORE"}
 # The Airflow connection ``registry`` (what dags/stage_operator.py hands over) wins over both.
 REGISTRY_CONNECTION_ENV = "AIRFLOW_CONN_REGISTRY"
 

@@ -6,8 +6,9 @@ database (and registry) and Redis as broker: the services of docker-compose.yml,
 
 Each worker runs in its own working directory (``<state>/workers/<name>``) and reports its own name
 as the task's hostname, so the UI and the REST API show which worker ran what. The stages run in
-the project directory (``RETRAIN_PROJECT_DIR``), which the workers share here as a shared volume
-does in docker-compose.yml. Secrets (the admin password, the JWT secret, the Fernet key) are made
+the project directory (``RETRAIN_PROJECT_DIR``), which the workers share as a shared volume does in
+docker-compose.yml; or, with ``--worker-trees``, each worker in its own clone of the project, the
+stages' outputs travelling between them through the DVC remote (``pipelines/registry/transfer.py``). Secrets (the admin password, the JWT secret, the Fernet key) are made
 once per state directory, kept there with mode 0600 and never printed; logs go to ``<state>/logs``.
 """
 
@@ -46,11 +47,16 @@ class ClusterSettings:
     state_dir: Path = PROJECT_DIR / ".cluster"
     metadata_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/retrain_airflow"
     broker_url: str = "redis://127.0.0.1:6379/5"
+    broker_prefix: str = "retrain"  # Redis key prefix: clusters sharing one Redis never take each other's tasks
     registry_url: str | None = "postgresql://postgres@127.0.0.1:5432/retrain_registry"  # connection `registry`
     api_port: int = 28080
     gpu_slots: int = 1
     heartbeat_timeout_s: int = 60  # a task whose worker died is failed (and retried) after this
     scheduled: bool = True  # False: only runs triggered by hand (or the API) run
+    # True: each worker runs the stages in its own clone of the project, and outputs travel between
+    # workers through the DVC remote (RETRAIN_STAGE_TRANSFER=dvc; set RETRAIN_DVC_REMOTE_URL, a
+    # warehouse every worker reaches, and RETRAIN_ARTIFACT_STORE). False: one shared project directory.
+    worker_trees: bool = False
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -113,6 +119,7 @@ def environment(settings: ClusterSettings) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.metadata_url,
         "AIRFLOW__CELERY__BROKER_URL": settings.broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{settings.metadata_url}",
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{settings.broker_prefix}:",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout_s),
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(settings.scheduled),
         "RETRAIN_PROJECT_DIR": str(settings.project_dir),
@@ -199,8 +206,21 @@ class Cluster:
         """A Celery worker in its own working directory, named ``name`` in every task it runs."""
         workdir = self.settings.state_dir / "workers" / name
         workdir.mkdir(parents=True, exist_ok=True)
+        env = {"RETRAIN_WORKER_NAME": name}
+        if self.settings.worker_trees:
+            env.update(RETRAIN_PROJECT_DIR=str(self.worker_tree(workdir)), RETRAIN_STAGE_TRANSFER="dvc")
         self.launch(name, "celery", "worker", "--queues", ",".join(queues), "--concurrency", "1",
-                    "--celery-hostname", f"{name}@%h", cwd=workdir, env={"RETRAIN_WORKER_NAME": name})
+                    "--celery-hostname", f"{name}@%h", cwd=workdir, env=env)
+
+    def worker_tree(self, workdir: Path) -> Path:
+        """The worker's own clone of the project (its committed state), made on first use."""
+        tree = workdir / "project"
+        if not tree.is_dir():
+            done = subprocess.run(["git", "clone", "--quiet", str(self.settings.project_dir), str(tree)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ClusterError(f"cannot clone {self.settings.project_dir} for a worker: {done.stderr.strip()}")
+        return tree
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL to the worker and everything under it, as when its machine is lost."""
@@ -298,10 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the registry database, as the Airflow connection `registry` (default: %(default)s)")
     parser.add_argument("--port", type=int, default=ClusterSettings.api_port)
     parser.add_argument("--manual-only", action="store_true", help="no scheduled nights, only triggered runs")
+    parser.add_argument("--worker-trees", action="store_true",
+                        help="each worker in its own clone of the project; outputs travel through the DVC remote")
     args = parser.parse_args(argv)
     settings = ClusterSettings(state_dir=args.state_dir.resolve(), metadata_url=args.metadata_url,
                                broker_url=args.broker_url, registry_url=args.registry_url, api_port=args.port,
-                               scheduled=not args.manual_only)
+                               scheduled=not args.manual_only, worker_trees=args.worker_trees)
     try:
         with Cluster(settings) as cluster:
             print(f"\nAirflow UI and REST API: {settings.api_url} (user {ADMIN}, password in "

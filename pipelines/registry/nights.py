@@ -115,12 +115,15 @@ def restore_operator_params(root: Path) -> None:
         os.replace(saved, Path(root) / PARAMS_FILE)
 
 
-def uncached_outputs(root: Path) -> Iterator[str]:
-    """Every ``cache: false`` output, metric and plot in ``dvc.yaml``: the files DVC expects in git."""
+def uncached_outputs(root: Path, stage: str | None = None) -> Iterator[str]:
+    """Every ``cache: false`` output, metric and plot in ``dvc.yaml`` (of ``stage`` where given): the
+    files DVC expects in git."""
     stages = (yaml.safe_load((Path(root) / "dvc.yaml").read_text()) or {}).get("stages") or {}
-    for stage in stages.values():
+    for name, declared in stages.items():
+        if stage not in (None, name):
+            continue
         for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind) or []:
+            for entry in declared.get(kind) or []:
                 if isinstance(entry, Mapping):
                     for path, settings in entry.items():
                         if (settings or {}).get("cache") is False:

@@ -1,9 +1,12 @@
 """The production topology on this machine: Airflow's api-server, scheduler and dag-processor, Celery
 workers per queue, PostgreSQL as metadata database and registry, Redis as broker (deploy/local).
 
-A night triggered through the REST API runs each task on a worker of its queue; a second night
-loses its gpu worker (SIGKILL to the worker and everything under it) in the middle of finetune, and
-still succeeds after the retry on another gpu worker, with nothing stored left inconsistent."""
+No worker shares a working tree: each runs the stages in its own clone of the project, and the
+stages' outputs travel between them through a DVC remote on a real S3-compatible server. A night
+triggered through the REST API runs each task on a worker of its queue; a second night loses its gpu
+worker (SIGKILL to the worker and everything under it) in the middle of finetune, and still
+succeeds after the retry on another gpu worker (a fresh clone), with nothing stored left
+inconsistent."""
 
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ from deploy.local.cluster import ApiClient, Cluster, ClusterSettings, api_client
 from pipelines.registry.store import Registry
 from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
 from tests.e2e.helpers import NIGHTS, project_copy
+from tests.s3 import s3_server
 
 REDIS = ("127.0.0.1", 6379)
-REDIS_DB = 11  # the test's own broker database, flushed before use
 RUN_TIMEOUT_S = 600
 
 
@@ -57,7 +60,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         sa.create_engine(POSTGRES_ADMIN_URL).connect().close()
     except Exception as exc:  # noqa: BLE001 - any connection failure means "no server here"
         skip_or_fail(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc.__class__.__name__}")
-    subprocess.run(["redis-cli", "-n", str(REDIS_DB), "flushdb"], check=False, capture_output=True)
     base = tmp_path_factory.mktemp("cluster")
     root = project_copy(base / "project")
     subprocess.run([sys.executable, "-m", "tasks.cli", "demo-data"], cwd=root, check=True, capture_output=True)
@@ -65,12 +67,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     metadata, registry = f"{server}/cluster_meta_{suffix}", f"{server}/cluster_registry_{suffix}"
     create_database(registry)
-    settings = ClusterSettings(
-        project_dir=root, state_dir=base / "state", metadata_url=metadata,
-        broker_url=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}", registry_url=registry.replace("+psycopg2", ""),
-        api_port=free_port(), scheduled=False, heartbeat_timeout_s=20, extra_env={"RETRAIN_RETRY_DELAY_S": "5"})
+    # What the workers share are services: the warehouse, the registry and its artifact store, the remote.
+    shared = {"RETRAIN_RETRY_DELAY_S": "5", "RETRAIN_WAREHOUSE_URL": f"sqlite:///{root / 'warehouse' / 'demo.db'}",
+              "RETRAIN_ARTIFACT_STORE": str(base / "artifacts")}
     try:
-        with Cluster(settings) as running:
+        with s3_server(base) as remote, Cluster(ClusterSettings(
+                project_dir=root, state_dir=base / "state", metadata_url=metadata,
+                broker_url=f"redis://{REDIS[0]}:{REDIS[1]}/0", broker_prefix=f"test-{suffix}",
+                registry_url=registry.replace("+psycopg2", ""),
+                api_port=free_port(), scheduled=False, heartbeat_timeout_s=20, worker_trees=True,
+                extra_env={**shared, **remote.environment()})) as running:
+            settings = running.settings
             api = api_client(settings)
             wait_for(lambda: api.get("/api/v2/dags/nightly_retrain"), "the DAG to be parsed", timeout_s=180)
             api.patch("/api/v2/dags/nightly_retrain", {"is_paused": False})
@@ -86,6 +93,8 @@ def wait_for(probe: Any, what: str, timeout_s: float = RUN_TIMEOUT_S) -> Any:
         try:
             if found := probe():
                 return found
+        except AssertionError:
+            raise
         except Exception:  # noqa: BLE001 - not there yet (404, connection refused while starting)
             pass
         time.sleep(2)
@@ -100,6 +109,11 @@ def finished(api: ApiClient, run_id: str, cluster: Cluster) -> str | None:
     cluster.check_alive()
     state = api.get(f"/api/v2/dags/nightly_retrain/dagRuns/{run_id}")["state"]
     return state if state in ("success", "failed") else None
+
+
+def finetune_running(api: ApiClient, run_id: str, cluster: Cluster) -> bool:
+    assert finished(api, run_id, cluster) is None, f"the run ended before finetune ran; see {cluster.logs}"
+    return task_instances(api, run_id)["finetune"]["state"] == "running"
 
 
 def task_instances(api: ApiClient, run_id: str) -> dict[str, dict]:
@@ -122,7 +136,7 @@ def test_a_night_triggered_through_the_api_runs_each_task_on_a_worker_of_its_que
 def test_losing_the_gpu_worker_mid_finetune_is_retried_elsewhere_and_leaves_nothing_inconsistent(cluster) -> None:
     running, api = cluster
     run_id = trigger(api, NIGHTS[1])
-    wait_for(lambda: task_instances(api, run_id)["finetune"]["state"] == "running", "finetune to start")
+    wait_for(lambda: finetune_running(api, run_id, running), "finetune to start")
     time.sleep(3)  # into training: the model is loading or stepping
     running.kill_worker("worker-gpu")
     running.start_worker("worker-gpu-2", ["gpu"])
@@ -133,12 +147,17 @@ def test_losing_the_gpu_worker_mid_finetune_is_retried_elsewhere_and_leaves_noth
     assert_stored_state_consistent(running.settings)
 
 
+def tree(settings: ClusterSettings, worker: str) -> Path:
+    return settings.state_dir / "workers" / worker / "project"
+
+
 def assert_stored_state_consistent(settings: ClusterSettings) -> None:
     """One version per night, the second night's the champion, its artifact intact and the one
-    served; one set of lists per night; DVC's record of the workspace complete."""
+    served; one set of lists per night; each worker's tree holds what it ran and pulled, and the
+    tree that ran publish is what DVC recorded."""
     root = settings.project_dir
     with Registry(settings.registry_url.replace("postgresql://", "postgresql+psycopg2://"),
-                  root / "state" / "artifacts") as registry:
+                  Path(settings.extra_env["RETRAIN_ARTIFACT_STORE"])) as registry:
         versions = registry.list_versions()
         champion = registry.champion()
         assert [v.run_date for v in versions] == list(NIGHTS)
@@ -151,5 +170,9 @@ def assert_stored_state_consistent(settings: ClusterSettings) -> None:
     assert list(per_night.index) == list(NIGHTS)
     assert per_night.loc[NIGHTS[1], "min"] == per_night.loc[NIGHTS[1], "max"] == champion.version
     assert not recs.duplicated(["run_date", "user_id", "rank"]).any()
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, capture_output=True, text=True)
+    default, gpu = tree(settings, "worker-default"), tree(settings, "worker-gpu-2")
+    assert (gpu / "data" / "profiles").is_dir() and not (gpu / "data" / "evaluate").exists()  # pulled, not made
+    assert (default / "models" / "candidate").is_dir()  # pulled from the gpu worker's push
+    assert not (root / "data").exists() and not (root / "models").exists(), "nothing ran in the shared checkout"
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=default, capture_output=True, text=True)
     assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
