@@ -1,6 +1,6 @@
 """Trigger to success on the production topology, and what scheduling costs per task.
 
-    python bench/cluster.py [--nights 2] [--out bench/results]
+    python bench/cluster.py [--nights 2] [--worker-trees] [--out bench/results]
 
 In a scratch copy of the project with the tiny warehouse (``deploy/local/scratch.py``), the cluster
 of ``deploy/local/cluster.py`` (api-server, scheduler, dag-processor, a Celery worker for ``default``
@@ -8,14 +8,19 @@ and one for ``gpu``, on the local PostgreSQL and Redis) runs nights triggered th
 Side by side, night for night, a second copy runs the same nights with ``airflow dags test``: one
 process, no scheduler, broker or workers, the baseline with no scheduling at all.
 
+With ``--worker-trees`` no worker shares a working tree: each runs the stages in its own clone and
+the outputs travel through a DVC remote on a local S3-compatible server (``deploy/local/s3.py``).
+
 Per night: the wall time from trigger to success for both; for the cluster, per task, the time from
 queued to running (scheduler, broker and worker pick-up), and the overhead, wall time minus the sum
-of the tasks' own run times. Prints a table of medians and writes ``<out>/cluster.json``.
+of the tasks' own run times. Prints a table of medians and writes ``<out>/cluster.json``
+(``cluster-worker-trees.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from bench.databases import temporary_postgres  # noqa: E402
 from deploy.local.cluster import ApiClient, Cluster, ClusterSettings, api_client  # noqa: E402
+from deploy.local.s3 import s3_server  # noqa: E402
 from deploy.local.scratch import TINY_NIGHTS, project_copy  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -103,6 +109,8 @@ def median(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nights", type=int, default=len(TINY_NIGHTS), choices=range(1, len(TINY_NIGHTS) + 1))
+    parser.add_argument("--worker-trees", action="store_true",
+                        help="each worker in its own clone; outputs through a local S3-compatible DVC remote")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     nights = TINY_NIGHTS[:args.nights]
@@ -118,10 +126,18 @@ def main(argv: list[str] | None = None) -> int:
             for root in (on_cluster, in_process):
                 subprocess.run([sys.executable, "-m", "tasks.cli", "demo-data"], cwd=root, check=True,
                                capture_output=True)
-            settings = ClusterSettings(project_dir=on_cluster, state_dir=Path(scratch) / "state", metadata_url=metadata,
-                                       broker_url=BROKER_URL, registry_url=registry.replace("+psycopg2", ""),
-                                       broker_prefix=f"bench-{Path(scratch).name}", scheduled=False)
-            with Cluster(settings) as cluster:
+            with contextlib.ExitStack() as services:
+                shared = {}
+                if args.worker_trees:  # the services the workers share; none shares a working tree
+                    remote = services.enter_context(s3_server(Path(scratch)))
+                    shared = {**remote.environment(), "RETRAIN_ARTIFACT_STORE": str(Path(scratch) / "artifacts"),
+                              "RETRAIN_WAREHOUSE_URL": f"sqlite:///{on_cluster / 'warehouse' / 'demo.db'}"}
+                settings = ClusterSettings(
+                    project_dir=on_cluster, state_dir=Path(scratch) / "state", metadata_url=metadata,
+                    broker_url=BROKER_URL, broker_prefix=f"bench-{Path(scratch).name}",
+                    registry_url=registry.replace("+psycopg2", ""), scheduled=False,
+                    worker_trees=args.worker_trees, extra_env=shared)
+                cluster = services.enter_context(Cluster(settings))
                 api = api_client(settings)
                 wait("the DAG to be parsed", lambda: api.get("/api/v2/dags/nightly_retrain"))
                 api.patch("/api/v2/dags/nightly_retrain", {"is_paused": False})
@@ -144,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_per_task_s": median([r["overhead_s"] / len(r["tasks"]) for r in rows]),
     }
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"\nnightly_retrain on the tiny warehouse, {len(rows)} night(s), medians ({machine})")
+    mode = "each worker its own clone, outputs through an S3-compatible DVC remote" if args.worker_trees else \
+        "one shared project directory"
+    print(f"\nnightly_retrain on the tiny warehouse, {len(rows)} night(s), {mode}, medians ({machine})")
     print(f"{'':34} {'seconds':>8}")
     for label, key in (("trigger -> success, cluster", "trigger_to_success_s"),
                        ("airflow dags test, same night", "dags_test_s"),
@@ -155,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                        ("overhead per task", "overhead_per_task_s")):
         print(f"{label:34} {summary[key]:>8}")
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine, "warehouse": "tiny (deploy/local/scratch.py)", "summary": summary, "nights": rows}
-    (args.out / "cluster.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out / 'cluster.json'}")
+    result = {"machine": machine, "warehouse": "tiny (deploy/local/scratch.py)", "workers": mode, "summary": summary,
+              "nights": rows}
+    out = args.out / ("cluster-worker-trees.json" if args.worker_trees else "cluster.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import shlex
 import shutil
 import signal
-import json
 import subprocess
 import sys
 import tempfile

@@ -44,15 +44,32 @@ def configure_remote(root: Path, environ: Mapping[str, str] = os.environ) -> str
     """
     url = environ.get(REMOTE_URL_ENV)
     if url:
-        run_dvc(root, "remote", "add", "--local", "--force", "--default", REMOTE_NAME, url)
-        if endpoint := environ.get(REMOTE_ENDPOINT_ENV):
-            run_dvc(root, "remote", "modify", "--local", REMOTE_NAME, "endpointurl", endpoint)
+        endpoint = environ.get(REMOTE_ENDPOINT_ENV)
+        if local_remote(root) != (url, endpoint):  # each DVC command costs a process start: only when it changed
+            run_dvc(root, "remote", "add", "--local", "--force", "--default", REMOTE_NAME, url)
+            if endpoint:
+                run_dvc(root, "remote", "modify", "--local", REMOTE_NAME, "endpointurl", endpoint)
+        return REMOTE_NAME
     remote = default_remote(root)
     if not remote:
         raise NonRetryableError(f"stages hand their outputs to other workers through a DVC remote, and {root} has "
                                 f"none: set {REMOTE_URL_ENV} (and {REMOTE_ENDPOINT_ENV} for an S3-compatible "
                                 "server) or `dvc remote add --default`")
     return remote
+
+
+def local_remote(root: Path) -> tuple[str | None, str | None] | None:
+    """(url, endpoint) of the default remote in ``.dvc/config.local`` where it is ours, else None."""
+    from configobj import ConfigObj  # DVC's own config reader
+
+    path = Path(root) / ".dvc" / "config.local"
+    if not path.is_file():
+        return None
+    config = ConfigObj(str(path))
+    section = config.get(f'remote "{REMOTE_NAME}"')
+    if config.get("core", {}).get("remote") != REMOTE_NAME or not section:
+        return None
+    return section.get("url"), section.get("endpointurl")
 
 
 def push_stage(root: Path, stage: str, logical_date: str, params_file: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ inconsistent."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from deploy.local.cluster import ApiClient, Cluster, ClusterSettings, api_client
 from pipelines.registry.store import Registry
 from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
 from tests.e2e.helpers import NIGHTS, project_copy
-from tests.s3 import s3_server
+from deploy.local.s3 import s3_server
 
 REDIS = ("127.0.0.1", 6379)
 RUN_TIMEOUT_S = 600
@@ -75,7 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
                 project_dir=root, state_dir=base / "state", metadata_url=metadata,
                 broker_url=f"redis://{REDIS[0]}:{REDIS[1]}/0", broker_prefix=f"test-{suffix}",
                 registry_url=registry.replace("+psycopg2", ""),
-                api_port=free_port(), scheduled=False, heartbeat_timeout_s=20, worker_trees=True,
+                api_port=free_port(), scheduled=False, heartbeat_timeout_s=10, worker_trees=True,
                 extra_env={**shared, **remote.environment()})) as running:
             settings = running.settings
             api = api_client(settings)
@@ -176,3 +177,7 @@ def assert_stored_state_consistent(settings: ClusterSettings) -> None:
     assert not (root / "data").exists() and not (root / "models").exists(), "nothing ran in the shared checkout"
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=default, capture_output=True, text=True)
     assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
+    # Every output of the night in the tree's DVC cache is in the remote too, hashes checked by DVC.
+    cloud = subprocess.run([sys.executable, "-m", "dvc", "status", "--cloud"], cwd=default, capture_output=True,
+                           text=True, env={**os.environ, **settings.extra_env})
+    assert cloud.returncode == 0 and "Cache and remote 'nightly' are in sync." in cloud.stdout, cloud.stdout + cloud.stderr

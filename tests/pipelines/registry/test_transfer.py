@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.core.io import NonRetryableError
 from pipelines.registry.transfer import pull_stages, push_stage
-from tests.s3 import S3Remote, s3_server
+from deploy.local.s3 import S3Remote, s3_server
 
 DVC_YAML = """stages:
   make:
@@ -96,3 +96,18 @@ def test_without_a_remote_the_stage_says_how_to_set_one(tmp_path: Path, monkeypa
     run_make(tree)
     with pytest.raises(NonRetryableError, match="set RETRAIN_DVC_REMOTE_URL"):
         push_stage(tree, "make", "2026-02-08", tree / "params.yaml")
+
+
+def test_the_remote_from_the_environment_is_written_once(tmp_path: Path, remote: S3Remote,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.registry import transfer
+
+    tree = worker_tree(tmp_path / "only")
+    assert transfer.configure_remote(tree) == "nightly"
+    assert transfer.local_remote(tree) == (remote.url, remote.endpoint)
+    calls = []
+    monkeypatch.setattr(transfer, "run_dvc", lambda *args: calls.append(args))
+    assert transfer.configure_remote(tree) == "nightly" and calls == []  # already set: no DVC process
+    monkeypatch.setenv("RETRAIN_DVC_REMOTE_URL", "s3://another/bucket")
+    transfer.configure_remote(tree)
+    assert calls[0][1:] == ("remote", "add", "--local", "--force", "--default", "nightly", "s3://another/bucket")

@@ -1,4 +1,5 @@
-"""A real S3-compatible server for the tests of DVC remotes: moto's server on a free local port."""
+"""A local S3-compatible server (moto's) as the DVC remote of workers that share no working tree:
+what the cluster's test and bench use (``moto[server]`` is a test dependency)."""
 
 from __future__ import annotations
 
