@@ -9,7 +9,7 @@ every stage as `--logical-date`; the night's data interval is `[ds - interval_da
 | extract | warehouse tables -> Parquet + manifest |
 | validate | Great Expectations suite; **stops the run** on bad data |
 | profiles | leave-last-out split, user sequences, user and item texts |
-| finetune | LoRA fine-tuning (queue `gpu`) |
+| finetune | LoRA fine-tuning (queue `gpu`; under torchrun, one process per GPU, on a worker with several) |
 | evaluate | candidate vs champion and baselines, interest groups and group lists -> BLESSED / NOT_BLESSED with reasons |
 | promote | **the gate**: registers the candidate as champion only if blessed (a backfilled night is held) |
 | publish | the champion's top-K per user and per group, its interest groups -> warehouse (asset) |
@@ -58,7 +58,8 @@ RECOMMENDATIONS = Asset(name="retrain_recommendations", uri="retrain://warehouse
 GPU_POOL = "gpu"
 # Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
 OVERRIDES: dict[str, dict] = {
-    "finetune": {"queue": "gpu", "pool": GPU_POOL, "execution_timeout": dt.timedelta(hours=6)},
+    # distributed: under torchrun, one process per GPU, where the worker has several (RETRAIN_GPUS).
+    "finetune": {"queue": "gpu", "pool": GPU_POOL, "execution_timeout": dt.timedelta(hours=6), "distributed": True},
     "evaluate": {"execution_timeout": dt.timedelta(hours=2)},
     "publish": {"outlets": [RECOMMENDATIONS]},
 }

@@ -39,6 +39,7 @@ EXIT_NON_RETRYABLE = 3  # mirrors tasks.common.EXIT_NON_RETRYABLE (not imported:
 TAIL_LINES = 20  # last output lines quoted in the failure message, so the UI shows why
 # Airflow connection id -> the environment variable the stages read it from (pipelines.core.warehouse).
 CONNECTIONS = {"warehouse": "AIRFLOW_CONN_WAREHOUSE", "registry": "AIRFLOW_CONN_REGISTRY"}
+GPUS_ENV = "RETRAIN_GPUS"  # GPUs a distributed stage spreads over on this worker; unset: the visible ones
 TRANSFER_ENV = "RETRAIN_STAGE_TRANSFER"  # "dvc": outputs travel between workers through the DVC remote
 RECORD_KEY = "stage_outputs"  # the XCom key of a stage's record (its dvc.lock entry and small files)
 
@@ -48,6 +49,19 @@ def resolve_executable(name: str) -> str:
     if name == "python":
         return os.environ.get("RETRAIN_PYTHON") or shutil.which("python") or sys.executable
     return shutil.which(name) or name
+
+
+def worker_gpu_count(environ: Mapping[str, str] = os.environ) -> int:
+    """``RETRAIN_GPUS``, else the devices in ``CUDA_VISIBLE_DEVICES``, else those ``nvidia-smi -L`` lists."""
+    if environ.get(GPUS_ENV, "").strip():
+        return int(environ[GPUS_ENV])
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return len([device for device in environ["CUDA_VISIBLE_DEVICES"].split(",") if device.strip()])
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else 0
 
 
 def connection_environment(conn_ids: Mapping[str, str], log: Any) -> dict[str, str]:
@@ -74,21 +88,30 @@ class StageOperator(BaseOperator):
     Args:
         command: the stage's command line, e.g. ``python -m tasks.extract --logical-date {{ ds }}``.
         cwd: project directory; env RETRAIN_PROJECT_DIR on the worker takes precedence.
+        distributed: a ``python -m`` stage that runs under torchrun (one process per GPU) where the
+            worker has more than one GPU (``worker_gpu_count``).
     """
 
     template_fields: Sequence[str] = ("command",)
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, command: str, cwd: str, **kwargs: Any) -> None:
+    def __init__(self, *, command: str, cwd: str, distributed: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.command = command
         self.cwd = cwd
+        self.distributed = distributed
         self._process: subprocess.Popen[str] | None = None
 
-    def argv(self) -> list[str]:
-        """The argument list to execute (after templating)."""
+    def argv(self, gpus: int = 0) -> list[str]:
+        """The argument list to execute (after templating); a distributed stage on ``gpus`` > 1 GPUs
+        runs under torchrun (``python -m torch.distributed.run``, the worker's interpreter)."""
         args = shlex.split(self.command)
-        return [resolve_executable(args[0]), *args[1:]]
+        python = resolve_executable(args[0])
+        if self.distributed and gpus > 1:
+            if args[:2] != ["python", "-m"]:
+                raise AirflowFailException(f"{self.task_id}: only a `python -m` command can run under torchrun")
+            return [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(gpus), *args[1:]]
+        return [python, *args[1:]]
 
     def execute(self, context: Any) -> None:
         cwd = os.environ.get("RETRAIN_PROJECT_DIR") or self.cwd
@@ -98,7 +121,7 @@ class StageOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix=f"{self.task_id}-") as scratch:
             if transfer:
                 self._pull_inputs(context, cwd, env, Path(scratch) / "inputs.json")
-            self._run(self.argv(), cwd, env)
+            self._run(self.argv(worker_gpu_count() if self.distributed else 0), cwd, env)
             if transfer:
                 record = Path(scratch) / "record.json"
                 self._run(self._transfer_argv("push", context, record, "--stage", self.task_id), cwd, env)

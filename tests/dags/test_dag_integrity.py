@@ -271,3 +271,35 @@ def test_on_kill_stops_the_stage_and_the_run_is_retryable(make_operator):
     assert len(outcome) == 1 and isinstance(outcome[0], AirflowException)
     assert not isinstance(outcome[0], AirflowFailException)
     assert "exit code -15" in str(outcome[0])
+
+
+def test_only_finetune_runs_under_torchrun_and_only_with_several_gpus(retrain_dag):
+    assert {task.task_id for task in retrain_dag.tasks if task.distributed} == {"finetune"}
+    finetune = retrain_dag.get_task("finetune")
+    finetune.render_template_fields({"ds": "2026-03-02", "params": {"dry_run": False}})
+    plain = finetune.argv(gpus=1)
+    assert plain[1:] == ["-m", "tasks.finetune", "--logical-date", "2026-03-02"]
+    assert finetune.argv(gpus=4) == [plain[0], "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
+                                     "-m", "tasks.finetune", "--logical-date", "2026-03-02"]
+
+
+@pytest.mark.parametrize(("environ", "count"), [({"RETRAIN_GPUS": "3", "CUDA_VISIBLE_DEVICES": "0"}, 3),
+                                                ({"CUDA_VISIBLE_DEVICES": "0,1"}, 2), ({"CUDA_VISIBLE_DEVICES": ""}, 0)])
+def test_a_workers_gpus_come_from_the_setting_then_the_visible_devices(environ, count):
+    from stage_operator import worker_gpu_count
+
+    assert worker_gpu_count(environ) == count
+
+
+def test_a_distributed_stage_really_starts_one_process_per_gpu(monkeypatch, tmp_path):
+    from airflow.sdk.bases.operator import ExecutorSafeguard
+    from stage_operator import StageOperator
+
+    monkeypatch.setattr(ExecutorSafeguard, "test_mode", True)
+    monkeypatch.setenv("RETRAIN_PYTHON", sys.executable)
+    monkeypatch.delenv("RETRAIN_PROJECT_DIR", raising=False)
+    monkeypatch.setenv("RETRAIN_GPUS", "2")  # torchrun on the CPU: the launch is what is checked
+    (tmp_path / "rank.py").write_text("import os; print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])")
+    operator = StageOperator(task_id="stage", command="python -m rank", cwd=str(tmp_path), distributed=True)
+    events = run(operator)
+    assert sorted(event for event in events if event.startswith("rank ")) == ["rank 0 of 2", "rank 1 of 2"]
