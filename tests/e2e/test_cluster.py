@@ -28,7 +28,7 @@ from deploy.local.cluster import ApiClient, Cluster, ClusterSettings, api_client
 from pipelines.registry.store import Registry
 from tests.conftest import POSTGRES_ADMIN_URL, skip_or_fail
 from tests.e2e.helpers import NIGHTS, project_copy
-from deploy.local.s3 import s3_server
+from deploy.local.s3 import free_port, s3_server
 
 REDIS = ("127.0.0.1", 6379)
 RUN_TIMEOUT_S = 600
@@ -38,12 +38,6 @@ def reachable(host: str, port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(2)
         return probe.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def drop_database(url: str) -> None:
