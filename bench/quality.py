@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,23 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
     return {"k": k, "recs": recs, "document": document}
 
 
+def in_temporary_project(prefix: str, keep: bool, run: Callable[[Path], Any]) -> Any | None:
+    """``run(project)`` in a new temporary project, removed afterwards unless ``keep``. A failed stage
+    or an unreadable dataset is reported in one line, without a traceback, and gives None."""
+    project = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(project)
+    except (RuntimeError, ValueError) as exc:
+        hint = " (rerun with --keep to inspect the project)" if isinstance(exc, RuntimeError) and not keep else ""
+        progress(f"FAILED: {exc}{hint}")
+        return None
+    finally:
+        if keep:
+            progress(f"temporary project kept at {project}")
+        else:
+            shutil.rmtree(project, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
@@ -328,19 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    project = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     started = time.perf_counter()
-    try:
-        outcome = run_benchmark(args, project)
-    except (RuntimeError, ValueError) as exc:  # a failed stage, an unreadable dataset: no traceback
-        hint = " (rerun with --keep to inspect the project)" if isinstance(exc, RuntimeError) and not args.keep else ""
-        progress(f"FAILED: {exc}{hint}")
+    outcome = in_temporary_project("bench-quality-", args.keep, lambda project: run_benchmark(args, project))
+    if outcome is None:
         return 1
-    finally:
-        if args.keep:
-            progress(f"temporary project kept at {project}")
-        else:
-            shutil.rmtree(project, ignore_errors=True)
     document, dataset = outcome["document"], outcome["document"]["dataset"]
     result_file = args.out / f"{args.tag}-{dataset}.json"
     write_atomic(result_file, json.dumps(document, indent=2) + "\n")

@@ -174,6 +174,16 @@ class ProfilesParams(Section):
     max_text_chars: PositiveInt
 
 
+class WarmNightParams(Section):
+    """How a night that starts from the champion trains (README "Warm nights")."""
+
+    new_events_only: bool
+    epochs: PositiveInt
+    learning_rate_scale: float = Field(gt=0)
+    train_text_tower: bool
+    patience: PositiveInt
+
+
 class FinetuneParams(Section):
     base_model: str
     max_text_tokens: PositiveInt
@@ -203,6 +213,7 @@ class FinetuneParams(Section):
     grad_accumulation_steps: PositiveInt
     checkpoint_every_steps: int = Field(ge=0)  # 0: no checkpoints
     warm_start: bool
+    warm_nights: WarmNightParams
     export_merged: bool
     patience: PositiveInt
     seed: int

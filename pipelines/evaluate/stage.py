@@ -86,21 +86,20 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
                     ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor], int | None]:
     """Every model's ranks on tonight's test split: candidate, champion as of the night (re-scored),
     MostPop, EASE; their scorers, and the candidate's catalogue with its text vectors."""
-    import torch
-
     from pipelines.evaluate.baselines import fit_ease
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
-    from pipelines.model.recommender import Catalogue, load_model, serving_scorer
+    from pipelines.model.recommender import load_model, serving_scorer
+    from pipelines.model.text_vectors import model_catalogue
 
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     candidate = load_model(Path(paths.candidate))
-    catalogue = Catalogue(candidate, item_ids, texts)
-    with torch.no_grad():
-        text_vectors = catalogue.text_vectors()
+    catalogue, text_vectors = model_catalogue(candidate, Path(paths.candidate), item_ids, texts)
     scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
-    champion_version, champion, _ = champion_model(paths.registry_url, Path(paths.artifact_store), logical_date)
+    champion_version, champion, champion_dir = champion_model(paths.registry_url, Path(paths.artifact_store),
+                                                              logical_date)
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
-        scorers["champion"] = serving_scorer(champion, item_ids, texts)
+        scorers["champion"] = serving_scorer(champion, item_ids, texts,
+                                             *model_catalogue(champion, champion_dir, item_ids, texts))
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
     if len(item_ids) <= settings.ease_max_items:
         scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.ease_lambdas, settings.k)

@@ -334,13 +334,17 @@ def export_merged(model: SequenceRecommender, out_dir: Path) -> None:
 
 
 def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] | None = None,
-               item_table: torch.Tensor | None = None, item_ids: list[str] | None = None) -> None:
+               item_table: torch.Tensor | None = None, item_ids: list[str] | None = None,
+               texts: list[str] | None = None, text_vectors: torch.Tensor | None = None) -> None:
     """Adapter via ``save_pretrained`` (safetensors), the rest as safetensors + JSON. No pickles.
 
     ``item_table`` (a catalogue's table: padding row 0, then one row per item) is saved as the
-    item embedding index, its rows labelled with that catalogue's ``item_ids``.
+    item embedding index, its rows labelled with that catalogue's ``item_ids``; ``text_vectors`` of
+    ``texts`` are saved for reuse by whoever loads the model (``pipelines.model.text_vectors``).
     """
     from safetensors.torch import save_file
+
+    from pipelines.model.text_vectors import save_text_vectors
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,6 +359,8 @@ def save_model(model: SequenceRecommender, out_dir: Path, card: dict[str, Any] |
                              f"{'no' if item_ids is None else len(item_ids)} ids")
         save_file({"item_vectors": item_table[1:].detach().contiguous()}, out_dir / ITEM_INDEX_FILE,
                   metadata={"item_ids": json.dumps(list(item_ids))})
+    if text_vectors is not None:
+        save_text_vectors(out_dir, texts or [], text_vectors)
     if card is not None:
         (out_dir / "README.md").write_text(model_card(card))
 
@@ -397,9 +403,12 @@ class Catalogue:
     """The items being ranked tonight, with their tokenised text and cached frozen states.
 
     Row ``r`` of an item table is catalogue item ``r - 1``; row 0 is the zero padding vector.
+    With ``fixed_text`` (one vector per item, computed earlier by the same adapters) the text tower
+    is never run: ``text_vectors`` returns those vectors (``pipelines.model.text_vectors``).
     """
 
-    def __init__(self, model: SequenceRecommender, item_ids: list[str], texts: list[str]) -> None:
+    def __init__(self, model: SequenceRecommender, item_ids: list[str], texts: list[str],
+                 fixed_text: torch.Tensor | None = None) -> None:
         if len(item_ids) != len(texts):
             raise ValueError("catalogue item_ids and texts differ in length")
         self.model = model
@@ -407,6 +416,11 @@ class Catalogue:
         self.row = {item: i + 1 for i, item in enumerate(self.item_ids)}
         device = next(model.parameters()).device
         self.id_rows = model.ids_for(self.item_ids).to(device)
+        self.fixed_text = fixed_text
+        if fixed_text is not None:
+            if len(fixed_text) != len(self.item_ids):
+                raise ValueError(f"{len(fixed_text)} fixed text vectors for {len(self.item_ids)} items")
+            return
         input_ids, attention_mask = model.text.tokenize(list(texts))
         self.input_ids, self.attention_mask = input_ids.to(device), attention_mask.to(device)
         was_training = model.training
@@ -419,6 +433,8 @@ class Catalogue:
 
     def text_vectors(self, rows: torch.Tensor | None = None, chunk: int = 512) -> torch.Tensor:
         """Pooled text vectors of catalogue rows (1-based), all items when ``rows`` is None."""
+        if self.fixed_text is not None:
+            return self.fixed_text if rows is None else self.fixed_text[rows.to(self.fixed_text.device) - 1]
         index = torch.arange(len(self), device=self.states.device) if rows is None else rows.to(self.states.device) - 1
         chunks = chunks_by_length(self.attention_mask[index], chunk)
         if not chunks:

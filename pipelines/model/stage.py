@@ -13,6 +13,7 @@ import logging
 import platform
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("retrain.finetune")
 
 
-def warm_start_source(registry_url: str, artifact_store: Path, logical_date: str) -> tuple[int | None, Path | None]:
-    """The champion as of the night (``Registry.champion_as_of``): its version and verified artifact
-    directory, or Nones.
+@dataclass(frozen=True)
+class WarmSource:
+    """The model a night starts from: its version, verified artifact and the end of its data."""
+
+    version: int
+    directory: Path
+    data_interval_end: str
+
+
+def warm_start_source(registry_url: str, artifact_store: Path, logical_date: str) -> WarmSource | None:
+    """The champion as of the night (``Registry.champion_as_of``), or None.
 
     Not simply today's champion: once tonight's model is promoted it is the champion, and a rerun
     of tonight must start from where tonight started to reproduce the same model; a backfilled
@@ -37,8 +46,8 @@ def warm_start_source(registry_url: str, artifact_store: Path, logical_date: str
     with Registry(registry_url, artifact_store) as registry:
         source = registry.champion_as_of(logical_date)
         if source is None:
-            return None, None
-        return source.version, registry.artifact_path(source.version)
+            return None
+        return WarmSource(source.version, registry.artifact_path(source.version), source.data_interval_end)
 
 
 def run_fingerprint(profiles_manifest: Mapping[str, Any], settings: FinetuneParams, warm_from: int | None) -> str:
@@ -63,10 +72,14 @@ def build_model(settings: FinetuneParams, item_ids: list[str], champion_dir: Pat
 
 def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     """Trains on ``paths.profiles`` and writes the candidate (``paths.candidate``) and the training
-    reports; the night is the profiles manifest's logical date. Under DDP only the main process writes."""
+    reports; the night is the profiles manifest's logical date. Under DDP only the main process writes.
+
+    A night that starts from the champion trains as ``finetune.warm_nights`` says (``pipelines.model.warm``)."""
+    import torch
+
     from pipelines.core.io import atomic_dir, read_json, write_manifest
     from pipelines.ranking.scoring import validation_set
-    from pipelines.model.recommender import Catalogue, export_merged, save_model
+    from pipelines.model.recommender import export_merged, save_model
     from pipelines.model.training import seed_everything, setup_runtime, train
     from pipelines.profiles.build import load_profiles
 
@@ -75,49 +88,115 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     source = read_json(profiles_dir / "manifest.json")
     profiles = load_profiles(profiles_dir)
     item_ids = list(profiles.items["item_id"])
-    champion_version, champion_dir = (
-        warm_start_source(paths.registry_url, Path(paths.artifact_store), source["logical_date"])
-        if settings.warm_start else (None, None))
+    warm_source = (warm_start_source(paths.registry_url, Path(paths.artifact_store), source["logical_date"])
+                   if settings.warm_start else None)
     seed_everything(settings.seed)
-    model, warm = build_model(settings, item_ids, champion_dir)
+    model, warm = build_model(settings, item_ids, warm_source.directory if warm_source else None)
     model.to(runtime.device)
-    catalogue = Catalogue(model, item_ids, list(profiles.items["text"]))
-    fingerprint = run_fingerprint(source, settings, champion_version if warm else None)
+    warm_from = warm_source.version if warm else None
+    plan = night_plan(model, settings, profiles, warm_source if warm else None)
+    fingerprint = run_fingerprint(source, settings, warm_from)
     checkpoints = Path(paths.checkpoints) / fingerprint[:16]
-    # Explicit groups' choices are sequences too: the model learns what groups pick together (the
-    # group-level model evaluate and publish score a group's own history with).
-    histories = list(profiles.sequences["train_items"]) + [list(h) for h in profiles.groups["train_items"]]
-    result = train(model, catalogue, histories, validation_set(profiles.sequences),
-                   settings, runtime=runtime, checkpoint_dir=checkpoints, fingerprint=fingerprint)
+    valid = validation_set(profiles.sequences)
+    if plan.histories:
+        result = train(model, plan.catalogue, plan.histories, valid, plan.settings, runtime=runtime,
+                       checkpoint_dir=checkpoints, fingerprint=fingerprint)
+    else:
+        result = untrained_result(model, plan, valid, runtime)
     if not runtime.is_main:
         return  # one process writes the artifacts
-    warm_from = champion_version if warm else None
-    item_table = catalogue_item_table(catalogue)
-    card = model_card(model, source, settings, result, runtime, warm_from)
+    text_vectors = plan_text_vectors(plan)
+    with torch.no_grad():
+        item_table = plan.catalogue.item_table(text_vectors).float().cpu()
+    card = model_card(model, source, settings, result, runtime, warm_from, plan.summary)
     # The artifact holds nothing that varies between identical runs (no timings), so a rerun of
     # the same night yields the same content hash and the registry recognises it.
     with atomic_dir(Path(paths.candidate)) as staging:
-        save_model(model.cpu(), staging, card=card, item_table=item_table, item_ids=catalogue.item_ids)
+        save_model(model.cpu(), staging, card=card, item_table=item_table, item_ids=plan.catalogue.item_ids,
+                   texts=list(profiles.items["text"]), text_vectors=text_vectors.cpu())
         if settings.export_merged:
             export_merged(model, staging / "merged")
         write_manifest(staging, stage="finetune", logical_date=source["logical_date"],
                        data_interval=source["data_interval"], params=settings.model_dump(),
                        warm_start_version=warm_from)
-    write_training_reports(Path(paths.reports) / "finetune", result)
+    write_training_reports(Path(paths.reports) / "finetune", result, plan.summary)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the run is complete: nothing left to resume
     log.info("candidate saved to %s (best validation NDCG@10 %.4f)", paths.candidate, result.best_valid_ndcg)
 
 
-def catalogue_item_table(catalogue: Catalogue):
-    """The item embedding table saved beside the weights (float32, on the CPU)."""
+@dataclass(frozen=True)
+class NightPlan:
+    """What tonight trains on, with which settings, over which catalogue; ``summary`` goes into the
+    model card and training.json."""
+
+    settings: FinetuneParams
+    histories: list[list[str]]
+    catalogue: Catalogue
+    summary: dict[str, Any]
+
+
+def night_plan(model: SequenceRecommender, settings: FinetuneParams, profiles: Any,
+               warm_source: WarmSource | None) -> NightPlan:
+    """A cold night trains on every history with ``settings``; a warm one as ``settings.warm_nights``
+    says: the windows with events newer than the champion's data, the champion's text tower kept."""
+    from pipelines.model.recommender import Catalogue
+    from pipelines.model.text_vectors import catalogue_reusing, load_text_vectors
+    from pipelines.model.warm import cutoff_seconds, freeze_text_tower, new_event_windows, warm_settings
+
+    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    user_histories = list(profiles.sequences["train_items"])
+    # Explicit groups' choices are sequences too: the model learns what groups pick together (the
+    # group-level model evaluate and publish score a group's own history with).
+    group_histories = [list(h) for h in profiles.groups["train_items"]]
+    if warm_source is None:
+        return NightPlan(settings, user_histories + group_histories, Catalogue(model, item_ids, texts),
+                         {"kind": "cold", "sequences": len(user_histories) + len(group_histories)})
+    warm = settings.warm_nights
+    summary: dict[str, Any] = {"kind": "warm", "from_version": warm_source.version,
+                               "new_since": warm_source.data_interval_end}
+    if warm.train_text_tower:
+        catalogue = Catalogue(model, item_ids, texts)
+    else:
+        freeze_text_tower(model)
+        catalogue, reuse = catalogue_reusing(model, item_ids, texts, load_text_vectors(warm_source.directory))
+        summary.update(text_vectors_reused=reuse.reused, text_vectors_computed=reuse.computed)
+        log.info("warm night: the champion's text tower is kept; %s", reuse.describe())
+    histories = user_histories
+    if warm.new_events_only and "train_ts" in profiles.sequences:
+        histories = new_event_windows(user_histories, list(profiles.sequences["train_ts"]),
+                                      cutoff_seconds(warm_source.data_interval_end), model.config.max_seq_len)
+        log.info("warm night: %d training windows end in events since %s (of %d user histories)",
+                 len(histories), warm_source.data_interval_end, len(user_histories))
+    elif warm.new_events_only:
+        log.warning("warm night: the profiles hold no event times (train_ts): training on every history")
+    summary["windows"] = len(histories) + len(group_histories)
+    return NightPlan(warm_settings(settings), histories + group_histories, catalogue, summary)
+
+
+def untrained_result(model: SequenceRecommender, plan: NightPlan, valid: Any, runtime: Runtime) -> TrainResult:
+    """Nothing is new since the champion: the candidate is the champion, validated as it stands."""
+    from pipelines.model.training import TrainResult, validate
+
+    log.info("warm night: no event is newer than the champion's data; the candidate keeps its weights")
+    with runtime.autocast:
+        ndcg = validate(model, plan.catalogue, valid, 10, plan_text_vectors(plan))
+    model.eval()
+    return TrainResult(best_valid_ndcg=ndcg, stopped_by="no new events", trained_on=str(runtime.device),
+                       world_size=runtime.world_size)
+
+
+def plan_text_vectors(plan: NightPlan):
+    """The final text vectors of the catalogue (float32), without dropout."""
     import torch
 
+    plan.catalogue.model.eval()
     with torch.no_grad():
-        return catalogue.item_table(catalogue.text_vectors()).float().cpu()
+        return plan.catalogue.text_vectors().float()
 
 
 def model_card(model: SequenceRecommender, source: Mapping[str, Any], settings: FinetuneParams,
-               result: TrainResult, runtime: Runtime, warm_from: int | None) -> dict[str, Any]:
+               result: TrainResult, runtime: Runtime, warm_from: int | None,
+               plan: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the candidate is and how it was trained, saved with it (nothing that varies between runs)."""
     import torch
 
@@ -127,6 +206,7 @@ def model_card(model: SequenceRecommender, source: Mapping[str, Any], settings: 
         "base model": str(resolve_base_model(model.config.base_model)),
         "logical date": source["logical_date"], "data interval": source["data_interval"],
         "warm start": f"from version {warm_from}" if warm_from is not None else "none (cold start)",
+        "trained on": dict(plan or {}),
         "params": settings.model_dump(), "best validation ndcg@10": round(result.best_valid_ndcg, 5),
         "best epoch": result.best_epoch, "steps": result.steps, "stopped by": result.stopped_by,
         "items in ID map": len(model.config.item_ids), "device": runtime.device.type, "processes": runtime.world_size,
@@ -134,7 +214,7 @@ def model_card(model: SequenceRecommender, source: Mapping[str, Any], settings: 
     }
 
 
-def write_training_reports(reports: Path, result: TrainResult) -> None:
+def write_training_reports(reports: Path, result: TrainResult, plan: Mapping[str, Any] | None = None) -> None:
     """curve.csv (the report's training chart, ``dvc plots``) and training.json (speed and outcome)."""
     import torch
 
@@ -147,4 +227,5 @@ def write_training_reports(reports: Path, result: TrainResult) -> None:
         "samples_per_second": round(result.samples / max(result.seconds, 1e-9), 1),
         "stopped_by": result.stopped_by, "resumed_at_step": result.resumed_at_step, "device": result.trained_on,
         "processes": result.world_size, "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "plan": dict(plan or {}),
     })

@@ -306,10 +306,10 @@ class Trainer:
                 self.objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
         lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
         head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
-        self.optimizer = torch.optim.AdamW([
-            {"params": head, "lr": params.learning_rate},
-            {"params": lm, "lr": params.lm_learning_rate},
-        ], weight_decay=params.weight_decay)
+        groups = [{"params": head, "lr": params.learning_rate}]
+        if lm:  # none where the text tower is kept as it is (a warm night)
+            groups.append({"params": lm, "lr": params.lm_learning_rate})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.generator = torch.Generator().manual_seed(params.seed)
         self.state = LoopState(fingerprint=fingerprint)

@@ -32,7 +32,7 @@ def empty_groups() -> pd.DataFrame:
 class Profiles:
     """Everything later stages need, as plain DataFrames."""
 
-    sequences: pd.DataFrame   # user_id, train_items (list[str]), valid_item, test_item
+    sequences: pd.DataFrame   # user_id, train_items (list[str]), valid_item, test_item, train_ts (list[int])
     items: pd.DataFrame       # item_id, text, train_count
     users: pd.DataFrame       # user_id, profile_text, n_interactions
     # group_id, members (list[str], current), train_items (list[str]), valid_item, test_item; empty
@@ -46,10 +46,24 @@ def order_events(interactions: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_sequences(interactions: pd.DataFrame, min_user_interactions: int) -> pd.DataFrame:
-    """Leave-last-out per user. Users under the minimum keep everything as training history."""
-    grouped = order_events(interactions).groupby("user_id", sort=True)["item_id"].agg(list)
-    return pd.DataFrame(_leave_last_out(grouped.items(), min_user_interactions),
-                        columns=["user_id", "train_items", "valid_item", "test_item"])
+    """Leave-last-out per user. Users under the minimum keep everything as training history.
+
+    ``train_ts`` holds each training item's time (unix seconds): a warm night trains only on
+    what is newer than its champion's data (``pipelines.model.warm``)."""
+    ordered = order_events(interactions)
+    seconds = pd.Series(unix_seconds(ordered["ts"]), index=ordered.index)
+    grouped = ordered.assign(seconds=seconds).groupby("user_id", sort=True)
+    items, times = grouped["item_id"].agg(list), grouped["seconds"].agg(list)
+    frame = pd.DataFrame(_leave_last_out(items.items(), min_user_interactions),
+                         columns=["user_id", "train_items", "valid_item", "test_item"])
+    frame["train_ts"] = [stamps[:len(train)] for stamps, train in zip(times, frame["train_items"])]
+    return frame
+
+
+def unix_seconds(timestamps: pd.Series) -> np.ndarray:
+    """Whole unix seconds of event times (naive times are UTC)."""
+    moments = pd.to_datetime(timestamps, utc=True)
+    return ((moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype="int64")
 
 
 def _leave_last_out(histories: Iterable[tuple[Any, list[str]]],
@@ -139,6 +153,8 @@ def load_profiles(directory) -> Profiles:
     directory = Path(directory)
     sequences = pd.read_parquet(directory / "sequences.parquet")
     sequences["train_items"] = sequences["train_items"].map(list)
+    if "train_ts" in sequences:  # profiles written before it was recorded have none
+        sequences["train_ts"] = sequences["train_ts"].map(list)
     groups = empty_groups()
     if (directory / "groups.parquet").is_file():
         groups = pd.read_parquet(directory / "groups.parquet")

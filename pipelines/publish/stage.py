@@ -11,6 +11,7 @@ and the lists of interest and explicit groups (``group_recommendations``); see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -53,35 +54,45 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
     summary: dict[str, Any] = {"logical_date": logical_date, **serving_summary(decision, champion),
                                "warehouse": redact(warehouse), "table": "recommendations"}
     log.info("%s", summary["reason"])
+    lists = None
     if model is None:
         summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        summary.update(score_and_write(model, champion, paths, warehouse, logical_date, settings.k, groups))
+        counts, lists = score_and_write(model, model_dir, champion, paths, warehouse, logical_date, settings.k,
+                                        groups)
+        summary.update(counts)
         log.info("published %d rows for %d users with model version %d", summary["rows"], summary["users"],
                  champion.version)
-    write_summary(paths, logical_date, summary)
+    write_summary(paths, logical_date, summary, lists)
 
 
-def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, Any]) -> None:
+def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, Any], lists=None) -> None:
+    """summary.json, and the night's user lists (what the next night's incremental publish reuses)."""
     from pipelines.core.io import atomic_dir, write_json, write_manifest
+    from pipelines.publish.incremental import USER_LISTS_FILE
 
     with atomic_dir(Path(paths.publish)) as staging:
+        if lists is not None:
+            lists.to_parquet(staging / USER_LISTS_FILE, index=False)
         write_json(staging / "summary.json", summary)
         write_manifest(staging, stage="publish", logical_date=logical_date)
 
 
-def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse, logical_date: str, k: int,
-                    settings: GroupsParams) -> dict[str, Any]:
-    """Scores every profiled user (whole history excluded) and every group, and replaces the
-    night's rows of every published table in one transaction; returns the summary's counts."""
+def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: PathsParams, warehouse,
+                    logical_date: str, k: int, settings: GroupsParams) -> tuple[dict[str, Any], Any]:
+    """Scores every profiled user (whole history excluded; only those whose list can have changed
+    where that is exact, ``pipelines.publish.incremental``) and every group, and replaces the
+    night's rows of every published table in one transaction; returns the summary's counts and the
+    user lists."""
     import pandas as pd
-    import torch
 
-    from pipelines.model.recommender import Catalogue, serving_scorer
+    from pipelines.model.recommender import serving_scorer
+    from pipelines.model.text_vectors import model_catalogue
     from pipelines.model.representations import user_vectors
     from pipelines.profiles.build import load_profiles
     from pipelines.publish import groups as publish_groups
+    from pipelines.publish import incremental
     from pipelines.publish.writer import write_recommendations
 
     profiles = load_profiles(paths.profiles)
@@ -91,9 +102,7 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
                  for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
     item_ids = list(profiles.items["item_id"])
     texts = list(profiles.items["text"])
-    catalogue = Catalogue(model, item_ids, texts)
-    with torch.no_grad():
-        text_vectors = catalogue.text_vectors()
+    catalogue, text_vectors = model_catalogue(model, model_dir, item_ids, texts)
     scorer = serving_scorer(model, item_ids, texts, catalogue, text_vectors)
     choice = publish_groups.serving_choice(champion.version, champion.metrics)
     started = time.perf_counter()
@@ -105,15 +114,24 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
     group_rows += publish_groups.explicit_group_lists(scorer, profiles.groups,
                                                       dict(zip(user_ids, histories)), item_ids, choice, settings, k)
     group_seconds = time.perf_counter() - started
-    recs = publish_groups.user_lists_with_backoff(scorer, user_ids, histories, found, averages, item_ids,
-                                                  choice.backoff_strength, k, choice.backoff_max_interactions)
+    basis = incremental.serving_basis(champion.artifact_sha256, item_ids, texts, k)
+    hashes = incremental.history_hashes(histories)
+    reuse = incremental.reusable(*incremental.previous_lists(Path(paths.publish), basis), user_ids, hashes,
+                                 backs_off(histories, averages, choice))
+    log.info("%s", reuse.reason)
+    rescored = [r for r, user in enumerate(user_ids) if user not in reuse.kept_users]
+    fresh = publish_groups.user_lists_with_backoff(
+        scorer, [user_ids[r] for r in rescored], [histories[r] for r in rescored],
+        dataclasses.replace(found, ids=found.ids[rescored]), averages, item_ids, choice.backoff_strength, k,
+        choice.backoff_max_interactions) if rescored else reuse.kept.iloc[0:0]
+    recs = pd.concat([reuse.kept, fresh], ignore_index=True) if len(reuse.kept) else fresh
     started = time.perf_counter()
     group_profiles, members = publish_groups.profile_rows(found, user_ids, histories, profiles.items, settings)
     group_seconds += time.perf_counter() - started
     tables = publish_groups.night_tables(group_rows, group_profiles, members, champion.version)
     rows = write_recommendations(warehouse, logical_date, champion.version, recs, extra=tables)
     kinds = pd.Series([row["group_kind"] for row in group_rows], dtype=object)
-    return {"rows": rows, "users": int(recs["user_id"].nunique()),
+    counts = {"rows": rows, "users": int(recs["user_id"].nunique()), "rescore": reuse.reason, "serving_basis": basis,
             "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,
                        "backoff_strength": choice.backoff_strength,
                        "backoff_max_interactions": choice.backoff_max_interactions,
@@ -124,3 +142,16 @@ def score_and_write(model, champion: ModelVersion, paths: PathsParams, warehouse
                        "explicit_group_rows": int((kinds == "explicit").sum()),
                        "tables": [table.name for table, _ in tables],
                        "seconds": round(group_seconds, 3)}}
+    return counts, incremental.lists_with_hashes(recs, user_ids, hashes)
+
+
+def backs_off(histories: list[list[str]], averages: Mapping[int, Any], choice) -> Any:
+    """Which users' lists blend in their interest group's scores (those always change)."""
+    import numpy as np
+
+    from pipelines.groups.backoff import backoff_weights
+
+    lengths = np.array([len(h) for h in histories])
+    if choice.backoff_strength == 0 or not averages:
+        return np.zeros(len(histories), dtype=bool)
+    return backoff_weights(lengths, choice.backoff_strength, choice.backoff_max_interactions) < 1.0

@@ -113,3 +113,41 @@ def test_the_summary_says_when_the_champion_moved_after_the_decision():
     assert serving_reason(decision, 4, "2026-02-01") == (
         "candidate version 5 was promoted; the champion has changed since the decision (version 5 then); "
         "serving the current champion, version 4 (registered for 2026-02-01)")
+
+
+def test_under_the_same_champion_only_changed_users_are_rescored_and_rows_equal_a_full_rescore(project, small_models):
+    import pandas as pd
+
+    params, params_file = project
+    assert summary(params)["rescore"] == "full rescore: no previous lists"
+    sequences_file = Path(params["paths"]["profiles"]) / "sequences.parquet"
+    sequences = pd.read_parquet(sequences_file)
+    changed = list(sequences["user_id"][:3])
+    sequences["train_items"] = [list(h) + ["i23"] if user in changed else list(h)
+                                for user, h in zip(sequences["user_id"], sequences["train_items"])]
+    sequences.to_parquet(sequences_file, index=False)  # three users acted since the last night
+    stage_night(params, NIGHTS[1], small_models[1], blessed=False)  # the champion stays: same model, same items
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    assert summary(params)["rescore"] == (f"incremental: {len(USER_IDS) - 3} of {len(USER_IDS)} users unchanged "
+                                          "under the same model kept their lists; 3 rescored")
+    incremental = published(params, NIGHTS[1])
+    (Path(params["paths"]["publish"]) / "user_lists.parquet").unlink()  # no previous lists: a full rescore
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    assert summary(params)["rescore"] == "full rescore: no previous lists"
+    full = published(params, NIGHTS[1])
+    assert len(full) == len(USER_IDS) * 5
+    pd.testing.assert_frame_equal(incremental[["user_id", "rank", "item_id", "model_version"]],
+                                  full[["user_id", "rank", "item_id", "model_version"]])
+    assert (incremental["score"] - full["score"]).abs().max() < 1e-5
+    changed_rows = full[full["user_id"].isin(changed)]
+    assert not changed_rows["item_id"].eq("i23").any()  # the new history is excluded: they were rescored
+
+
+def test_a_new_champion_falls_back_to_a_full_rescore(project, small_models):
+    params, params_file = project
+    stage_night(params, NIGHTS[1], small_models[1], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    assert summary(params)["rescore"] == ("full rescore: the model, the catalogue or publish.k changed since the "
+                                          "previous publish")

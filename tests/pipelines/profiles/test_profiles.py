@@ -22,6 +22,8 @@ def test_last_is_test_second_last_is_valid():
     ])
     row = split_sequences(events, 3).iloc[0]
     assert (list(row.train_items), row.valid_item, row.test_item) == (["a", "b"], "c", "d")
+    start = int(T.timestamp())  # naive times are UTC
+    assert list(row.train_ts) == [start + 3600, start + 7200]  # each training item's time, for warm nights
 
 
 def test_timestamp_ties_keep_source_order():

@@ -1,0 +1,358 @@
+"""Nights benchmark: a dataset's own time line replayed as nights, each judged on the next interval.
+
+    python bench/nights.py DATASET_DIR --nights N [--night-days D] [--budget-minutes M] [--out DIR]
+                           [--params params.yaml] [--threads T] [--keep]
+
+The MovieLens directory (100K, 1M or latest-small) is imported into a SQLite warehouse inside a
+temporary project, and every night runs the platform's stages for real (extract, validate,
+profiles, finetune, evaluate, promote, publish: each ``python -m tasks.<stage>`` in its own
+process, with a copy of ``--params`` and only the overrides of ``bench.quality.bench_params``).
+The last night ends D days before the newest event; the nights before it are D days apart. The
+first night trains cold on everything before it; every later night warm-starts from the champion
+as the platform does (``finetune.warm_nights``). On the last night a cold retrain on the same data
+(the finetune stage with ``warm_start: false`` and the budget M) runs beside it.
+
+Each night's candidate is judged on the next D days (``bench.next_interval``), beside MostPop over
+a trailing window (chosen on the interval before the night), EASE (lambda chosen on validation)
+and, on the last night, an ID-only SASRec trained cold with the budget M. Writes
+``OUT/nights-<dataset>.json`` and ``OUT/nights-recs-<dataset>.csv`` (the warm model's top 10 on the
+last night for every judged user). See bench/README.md and docs/nights.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: make `bench` (and the project) importable
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench.quality import (bench_params, in_temporary_project, machine_info, progress, stage_env,  # noqa: E402
+                           write_atomic)
+
+NIGHT_STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
+POPULARITY_WINDOWS_DAYS = (1, 3, 7, 14, 30, 60, 0)  # 0: all history
+COLD_USER_MAX_HISTORY = 5
+HEAVY_USER_QUANTILE = 0.75
+DAY_S = 86_400
+
+log = logging.getLogger("bench.nights")
+
+
+# -- running a stage, measured ----------------------------------------------------------------------
+def run_measured(stage: str, params_file: Path, logical_date: str, threads: int | None) -> dict[str, float]:
+    """Runs ``python -m tasks.<stage>`` as a night does (through ``bench/peak_memory.py``); returns its
+    wall time, CPU time (user + system, all threads) and peak resident memory.
+
+    Raises:
+        RuntimeError: the stage exited non-zero (the message carries the end of its log).
+    """
+    progress(f"stage {stage} ...")
+    peak_file = params_file.parent / f".peak-{stage}"
+    command = [sys.executable, str(Path(__file__).with_name("peak_memory.py")), str(peak_file), f"tasks.{stage}",
+               "--params", str(params_file), "--logical-date", logical_date]
+    tail: deque[str] = deque(maxlen=30)
+    started = time.perf_counter()
+    with subprocess.Popen(command, cwd=params_file.parent, env=stage_env(threads), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            tail.append(line)
+            sys.stderr.write(f"  [{stage}] {line}")
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own CPU time
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed with exit code {process.returncode}:\n{''.join(tail)}")
+    cost = {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(int(peak_file.read_text()) / 1024, 1)}  # VmHWM, bench/peak_memory.py
+    progress(f"stage {stage} done: {cost}")
+    return cost
+
+
+def in_process_cost(started_wall: float, started_cpu: float) -> dict[str, float]:
+    return {"wall_s": round(time.perf_counter() - started_wall, 2), "cpu_s": round(time.process_time() - started_cpu, 2)}
+
+
+# -- the time line ------------------------------------------------------------------------------------
+def read_events(url: str):
+    """The warehouse's interactions as (user_id, item_id, seconds, order), in the source's row order."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from pipelines.profiles.build import unix_seconds
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(sa.text("SELECT event_id, user_id, item_id, ts FROM interactions"), conn)
+    finally:
+        engine.dispose()
+    return pd.DataFrame({"user_id": frame["user_id"].astype(str), "item_id": frame["item_id"].astype(str),
+                         "seconds": unix_seconds(frame["ts"]), "order": frame["event_id"]})
+
+
+def night_dates(newest_s: int, nights: int, night_days: int) -> list[dt.date]:
+    """The logical dates: the last night's next interval ends after the newest event."""
+    last = dt.datetime.fromtimestamp(newest_s, dt.timezone.utc).date() + dt.timedelta(days=1 - night_days)
+    return [last - dt.timedelta(days=night_days * (nights - 1 - i)) for i in range(nights)]
+
+
+def midnight_s(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+
+
+def night_slices(events, cases, night_s: int, interval_s: int) -> dict[str, tuple[set[str] | None, set[str] | None]]:
+    """Who and what each slice counts: users new since the last night, cold and heavy users;
+    items never seen before the night, and items first seen in the last interval."""
+    import numpy as np
+
+    from bench.next_interval import first_seen
+
+    before = events[events["seconds"] < night_s]
+    users_first, items_first = first_seen(before, "user_id"), first_seen(events, "item_id")
+    lengths = before.groupby("user_id").size()
+    heavy_min = float(np.quantile(lengths.to_numpy(), HEAVY_USER_QUANTILE)) if len(lengths) else 0.0
+    judged = {u: len(h) for u, h in zip(cases.user_ids, cases.histories)}
+    return {
+        "new_users": ({u for u in judged if users_first.get(u, night_s) >= night_s - interval_s}, None),
+        "cold_users": ({u for u, n in judged.items() if n <= COLD_USER_MAX_HISTORY}, None),
+        "heavy_users": ({u for u, n in judged.items() if n >= heavy_min}, None),
+        "new_items": (None, set(items_first[items_first >= night_s].index)),
+        "recent_items": (None, set(items_first[(items_first >= night_s - interval_s) & (items_first < night_s)].index)),
+    }
+
+
+# -- the models judged ------------------------------------------------------------------------------------
+def candidate_scorer(model_dir: Path, item_ids: list[str], texts: list[str]):
+    """The scorer publish would serve for the model in ``model_dir``."""
+    from pipelines.model.recommender import load_model, serving_scorer
+    from pipelines.model.text_vectors import model_catalogue
+
+    model = load_model(model_dir)
+    return serving_scorer(model, item_ids, texts, *model_catalogue(model, model_dir, item_ids, texts))
+
+
+def judge_model(name: str, scorer, cases, item_ids, k, slices, results: dict[str, Any]):
+    from bench.next_interval import judge, score_cases
+
+    scores = score_cases(scorer, cases, item_ids)
+    results[name] = judge(scores, cases, item_ids, k, slices)
+    progress(f"{name}: {results[name]['all']}")
+    return scores
+
+
+def baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs):
+    """MostPop over a trailing window and EASE, each fitted on data before the night only."""
+    from bench.next_interval import choose_popularity_window, popularity_scorer
+    from pipelines.evaluate.baselines import fit_ease
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    days, curve = choose_popularity_window(events[events["seconds"] < night_s], item_ids, night_s, interval_s,
+                                           POPULARITY_WINDOWS_DAYS, k)
+    start = night_s - int(days * DAY_S) if days else -2**62
+    judge_model("MostPop", popularity_scorer(events, item_ids, start, night_s), cases, item_ids, k, slices, results)
+    results["MostPop"]["window_days"] = days
+    costs["MostPop"] = in_process_cost(wall, cpu)
+    wall, cpu = time.perf_counter(), time.process_time()
+    scorer, lam, _ = fit_ease(profiles.sequences, item_ids, args.ease_lambdas, k)
+    judge_model("EASE", scorer, cases, item_ids, k, slices, results)
+    results["EASE"]["lambda"] = lam
+    costs["EASE"] = in_process_cost(wall, cpu)
+
+
+def last_night_extras(project: Path, params: dict[str, Any], logical_date: str, profiles, cases, item_ids, texts,
+                      k, slices, args, results, costs) -> None:
+    """The cold retrain of ours on the same data, and the ID-only SASRec trained cold."""
+    import yaml
+
+    from bench.baselines import fit_sasrec
+
+    cold = copy.deepcopy(params)
+    cold["finetune"]["warm_start"] = False
+    for key in ("candidate", "reports", "checkpoints"):
+        cold["paths"][key] = str(project / "cold" / key)
+    cold_file = project / "params-cold.yaml"
+    cold_file.write_text(yaml.safe_dump(cold, sort_keys=False))
+    costs["ours-cold"] = {"finetune": run_measured("finetune", cold_file, logical_date, args.threads)}
+    judge_model("ours-cold", candidate_scorer(Path(cold["paths"]["candidate"]), item_ids, texts), cases, item_ids, k,
+                slices, results)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fitted = fit_sasrec(profiles.sequences, item_ids, args.budget_minutes * 60, (0.2,), k, progress, seed=args.seed)
+    costs["SASRec"] = in_process_cost(wall, cpu)
+    judge_model("SASRec", fitted.scorer, cases, item_ids, k, slices, results)
+
+
+# -- one night --------------------------------------------------------------------------------------------
+def run_night(project: Path, base: dict[str, Any], day: dt.date, first: bool, last: bool, events,
+              args) -> tuple[dict[str, Any], Any]:
+    """Runs the night's stages and judges every model; returns the night's record and, on the last
+    night, the warm model's top-10 lists."""
+    import yaml
+
+    from bench.next_interval import interval_cases
+    from pipelines.core.io import read_json
+    from pipelines.profiles.build import load_profiles
+    from pipelines.publish.writer import top_k_recommendations
+
+    logical_date, interval_s = day.isoformat(), args.night_days * DAY_S
+    night_s = midnight_s(day)
+    params = copy.deepcopy(base)
+    params["run"]["logical_date"] = logical_date
+    params["finetune"]["warm_start"] = not first
+    params_file = project / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    progress(f"night {logical_date} ({'cold' if first else 'warm'}), judged on the next {args.night_days} day(s)")
+    costs: dict[str, Any] = {"ours": {stage: run_measured(stage, params_file, logical_date, args.threads)
+                                      for stage in NIGHT_STAGES}}
+    profiles = load_profiles(params["paths"]["profiles"])
+    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    k = int(params["evaluate"]["k"])
+    cases = interval_cases(events, night_s, night_s + interval_s)
+    slices = night_slices(events, cases, night_s, interval_s)
+    results: dict[str, Any] = {}
+    ours = candidate_scorer(Path(params["paths"]["candidate"]), item_ids, texts)
+    judge_model("ours", ours, cases, item_ids, k, slices, results)
+    baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs)
+    recs = None
+    if last:
+        last_night_extras(project, params, logical_date, profiles, cases, item_ids, texts, k, slices, args,
+                          results, costs)
+        recs = top_k_recommendations(ours, cases.user_ids, cases.histories, item_ids, k)
+    training = read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")
+    decision = read_json(Path(params["paths"]["promote"]) / "decision.json")
+    record = {"logical_date": logical_date, "start_ts": night_s, "end_ts": night_s + interval_s,
+              "ours_trained": "cold" if first else "warm", "judged_users": len(cases.user_ids),
+              "promotion": decision.get("decision"), "training": {key: training.get(key) for key in (
+                  "steps", "samples", "train_seconds", "stopped_by", "best_valid_ndcg@10", "plan")},
+              "quality": results, "cost": costs}
+    print(format_night(record, k), flush=True)
+    return record, recs
+
+
+# -- output -------------------------------------------------------------------------------------------------
+def night_wall(costs: dict[str, Any]) -> float:
+    return round(sum(stage["wall_s"] for stage in costs.values()), 2)
+
+
+def format_night(record: dict[str, Any], k: int) -> str:
+    header = (f"night {record['logical_date']} (ours {record['ours_trained']}, {record['judged_users']} users judged, "
+              f"promotion {record['promotion']})")
+    columns = f"{'model':<10} {'NDCG@' + str(k):>8} {'Recall@' + str(k):>9} {'HR@' + str(k):>7} " \
+              f"{'new-item HR':>11} {'wall s':>8}"
+    lines = [header, columns, "-" * len(columns)]
+    for name, row in record["quality"].items():
+        overall, new_items = row["all"], row.get("new_items", {})
+        cost = record["cost"].get(name, {})
+        wall = night_wall(cost) if name.startswith("ours") else cost.get("wall_s", float("nan"))
+        new_hr = new_items.get(f"hr@{k}")
+        lines.append(f"{name:<10} {overall.get(f'ndcg@{k}', float('nan')):>8.4f} "
+                     f"{overall.get(f'recall@{k}', float('nan')):>9.4f} {overall.get(f'hr@{k}', float('nan')):>7.4f} "
+                     f"{'-' if new_hr is None else f'{new_hr:.4f}':>11} {wall:>8.1f}")
+    return "\n".join(lines)
+
+
+def summary(nights: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """The last night's warm versus cold figures, and ours against the best baseline."""
+    last = nights[-1]
+    quality, costs = last["quality"], last["cost"]
+    metric = f"ndcg@{k}"
+    warm_train, cold_train = costs["ours"]["finetune"]["wall_s"], costs["ours-cold"]["finetune"]["wall_s"]
+    warm_night = night_wall(costs["ours"])
+    baselines = {name: quality[name]["all"][metric] for name in ("MostPop", "EASE", "SASRec")}
+    best = max(baselines, key=baselines.get)
+    return {
+        "cost_ratio": round(warm_train / cold_train, 4),
+        "night_cost_ratio": round(warm_night / (warm_night - warm_train + cold_train), 4),
+        "quality_ratio": round(quality["ours"]["all"][metric] / quality["ours-cold"]["all"][metric], 4),
+        f"ours_{metric}": quality["ours"]["all"][metric], f"cold_{metric}": quality["ours-cold"]["all"][metric],
+        f"best_baseline_{metric}": baselines[best], "best_baseline": best,
+        f"new_item_hr@{k}": {name: quality[name]["new_items"].get(f"hr@{k}") for name in ("ours", "SASRec")},
+        "new_item_users": quality["ours"]["new_items"]["users"],
+        "warm_finetune_s": warm_train, "cold_finetune_s": cold_train,
+    }
+
+
+# -- the command -----------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", type=Path, help="MovieLens directory (100K, 1M or latest-small)")
+    parser.add_argument("--nights", type=int, required=True, help="nights replayed (>= 2)")
+    parser.add_argument("--night-days", type=int, default=1, help="days between nights, and of each judged interval")
+    parser.add_argument("--budget-minutes", type=float, default=15.0,
+                        help="wall-clock training budget of a cold training (first night, last night's cold "
+                        "retrain, SASRec) and the cap of a warm night's (default 15)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
+    parser.add_argument("--params", type=Path, default=PROJECT_ROOT / "params.yaml")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the stages")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the SASRec baseline")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
+    args = parser.parse_args(argv)
+    if args.nights < 2:
+        parser.error("--nights must be >= 2 (a first, cold night and at least one warm night)")
+    if args.night_days < 1:
+        parser.error("--night-days must be >= 1")
+    if args.budget_minutes <= 0:
+        parser.error("--budget-minutes must be > 0 (0 would mean 'no limit' to the finetune stage)")
+    args.ease_lambdas = (10, 50, 100, 200, 500, 1000, 2000, 5000)
+    return args
+
+
+def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
+    import yaml
+
+    from pipelines.datasets.movielens import import_movielens
+
+    url = f"sqlite:///{project / 'warehouse.db'}"  # what bench_params names paths.warehouse_url
+    progress(f"importing {args.dataset}: {import_movielens(args.dataset, url)}")
+    events = read_events(url)
+    days = night_dates(int(events["seconds"].max()), args.nights, args.night_days)
+    if midnight_s(days[0]) <= int(events["seconds"].min()):
+        raise ValueError(f"{args.nights} nights of {args.night_days} day(s) start before the dataset's first event")
+    base = bench_params(yaml.safe_load(args.params.read_text()), project, days[0].isoformat(), args.budget_minutes,
+                        args.params.resolve().parent)
+    base["extract"]["interval_days"] = args.night_days
+    nights, recs = [], None
+    for i, day in enumerate(days):
+        record, recs = run_night(project, base, day, first=i == 0, last=i == len(days) - 1, events=events, args=args)
+        nights.append(record)
+    k = int(base["evaluate"]["k"])
+    document = {"dataset": args.dataset.resolve().name, "machine": machine_info(), "budget_minutes": args.budget_minutes,
+                "night_days": args.night_days, "protocol": "next interval: all of a user's events in the D days after "
+                "the night are relevant; full ranking, history excluded, pessimistic ties",
+                "nights": nights, "summary": summary(nights, k)}
+    return {"document": document, "recs": recs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    started = time.perf_counter()
+    outcome = in_temporary_project("bench-nights-", args.keep, lambda project: run_benchmark(args, project))
+    if outcome is None:
+        return 1
+    document = outcome["document"]
+    dataset = document["dataset"]
+    result_file = args.out / f"nights-{dataset}.json"
+    write_atomic(result_file, json.dumps(document, indent=2) + "\n")
+    recs = outcome["recs"][["user_id", "rank", "item_id"]]
+    write_atomic(args.out / f"nights-recs-{dataset}.csv", recs.to_csv(index=False))
+    print(json.dumps(document["summary"], indent=2))
+    progress(f"wrote {result_file} in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
