@@ -16,6 +16,8 @@ from pipelines.config import PathsParams, load_params
 from tasks.common import EXIT_NON_RETRYABLE, configure_logging
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from pipelines.registry.store import Registry
 
 EXIT_USAGE = 2  # what argparse returns for bad arguments
@@ -30,21 +32,28 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     for key in ("seed", "n_users", "n_items", "days"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    url = args.url or params.paths.warehouse_url
+    url = _warehouse_argument(args.url, params.paths.warehouse_url)
     _ensure_sqlite_dir(url)
     counts = generate_warehouse(url, **settings)
-    print(f"demo warehouse written to {url}: {json.dumps(counts)}")
+    print(f"demo warehouse written to {url.render_as_string(hide_password=True)}: {json.dumps(counts)}")
     return 0
 
 
 def cmd_import_movielens(args: argparse.Namespace) -> int:
     from pipelines.datasets.movielens import import_movielens
 
-    url = args.url or load_params(args.params).paths.warehouse_url
+    url = _warehouse_argument(args.url, load_params(args.params).paths.warehouse_url)
     _ensure_sqlite_dir(url)
     counts = import_movielens(Path(args.path), url)
-    print(f"MovieLens from {args.path} imported into {url}: {json.dumps(counts)}")
+    print(f"MovieLens from {args.path} imported into {url.render_as_string(hide_password=True)}: {json.dumps(counts)}")
     return 0
+
+
+def _warehouse_argument(given: str | None, configured: str) -> sa.URL:
+    """The warehouse URL of ``--url`` or of the params, parsed, its driver installed."""
+    from pipelines.core.warehouse import sqlalchemy_url
+
+    return sqlalchemy_url(given, "--url") if given else sqlalchemy_url(configured, "paths.warehouse_url")
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -259,9 +268,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if print_comparisons(args.version, comparisons) else 1
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def _ensure_sqlite_dir(url: sa.URL) -> None:
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

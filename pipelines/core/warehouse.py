@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import sqlalchemy as sa
 
 from pipelines.core import schema
+from pipelines.core.drivers import require_driver
 from pipelines.core.io import NonRetryableError
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,10 @@ URL_ENV = "RETRAIN_WAREHOUSE_URL"
 
 # Airflow connection types -> SQLAlchemy dialect+driver (Airflow already turns '-' into '_').
 AIRFLOW_SCHEMES: dict[str, str] = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
+    "postgres": "postgresql",  # the driver: the first installed (pipelines.core.drivers)
+    "postgresql": "postgresql",
     "sqlite": "sqlite",
-    "mysql": "mysql+mysqldb",
+    "mysql": "mysql",
     "mssql": "mssql+pymssql",
     "oracle": "oracle+oracledb",
     "redshift": "redshift+psycopg2",
@@ -100,23 +101,13 @@ def resolve_url(environ: Mapping[str, str], params_url: str | None) -> tuple[sa.
 
 
 def sqlalchemy_url(text: str, source: str) -> sa.URL:
-    """Parses a SQLAlchemy URL, refusing one whose dialect is not installed."""
+    """Parses a SQLAlchemy URL, refusing one whose dialect or driver is not installed (a bare
+    dialect takes an installed driver: ``pipelines.core.drivers``)."""
     try:
         url = sa.make_url(text)
     except (sa.exc.ArgumentError, ValueError):
         raise NonRetryableError(f"{source} is not a valid SQLAlchemy URL (expected dialect+driver://...)") from None
-    _check_dialect(url, source)
-    return url
-
-
-def _check_dialect(url: sa.URL, source: str) -> None:
-    try:
-        url.get_dialect()
-    except sa.exc.NoSuchModuleError:
-        raise NonRetryableError(
-            f"{source}: no SQLAlchemy dialect installed for {url.drivername!r} ({redact(url)}); "
-            "install the dialect package or use another scheme"
-        ) from None
+    return require_driver(url, source)
 
 
 def airflow_connection_url(value: str, source: str = AIRFLOW_CONN_ENV) -> sa.URL:
@@ -204,8 +195,7 @@ def _connection_to_url(fields: Mapping[str, Any], source: str) -> sa.URL:
             raise NonRetryableError(f"{source}: connection type {conn_type!r} needs a host")
         url = sa.URL.create(drivername, username=fields.get("login"), password=fields.get("password"),
                             host=fields.get("host"), port=port, database=fields.get("schema"), query=query)
-    _check_dialect(url, source)
-    return url
+    return require_driver(url, source)
 
 
 def _reason(exc: BaseException, url: sa.URL) -> str:

@@ -59,7 +59,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 from pipelines.registry import migrations
 from pipelines.core.io import NonRetryableError, sha256_dir
@@ -250,12 +251,12 @@ class Registry:
     """
 
     def __init__(self, url: str, artifact_store: Path) -> None:
-        parsed = make_url(url)
+        parsed = registry_url(url)
         self._safe_url = parsed.render_as_string(hide_password=True)
         self._dialect = parsed.get_backend_name()
         self.artifact_store = Path(artifact_store)
         self.artifact_store.mkdir(parents=True, exist_ok=True)
-        self._engine = _create_engine(url)
+        self._engine = _create_engine(parsed)
         try:
             self._migrate()
         except BaseException:
@@ -571,7 +572,7 @@ def create_database(url: str) -> bool:
     Raises:
         NonRetryableError: the URL is neither SQLite nor PostgreSQL.
     """
-    parsed = make_url(url)
+    parsed = registry_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return False
@@ -592,8 +593,23 @@ def create_database(url: str) -> bool:
     return True
 
 
-def _create_engine(url: str) -> Engine:
-    parsed = make_url(url)
+def registry_url(url: str | URL) -> URL:
+    """The parsed registry URL with an installed driver (a bare ``postgresql://`` included).
+
+    Raises:
+        NonRetryableError: the URL is malformed or its driver is not installed.
+    """
+    from pipelines.core.drivers import require_driver
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise NonRetryableError("the registry URL (paths.registry_url or RETRAIN_REGISTRY_URL) is not a valid "
+                                "SQLAlchemy URL (expected dialect+driver://...)") from None
+    return require_driver(parsed, "the registry URL (paths.registry_url or RETRAIN_REGISTRY_URL)")
+
+
+def _create_engine(parsed: URL) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         return create_engine(parsed, pool_pre_ping=True)
