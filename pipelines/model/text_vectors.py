@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TEXT_VECTORS_FILE = "text_vectors.safetensors"
 ADAPTER_WEIGHTS = "adapter/adapter_model.safetensors"
+LABELS_KEY = "labels"  # metadata: the adapter's hash and each row's text hash
 
 
 def text_hash(text: str) -> str:
@@ -45,9 +46,11 @@ def save_text_vectors(model_dir: Path, texts: Sequence[str], vectors: torch.Tens
 
     if len(texts) != len(vectors):
         raise ValueError(f"{len(texts)} texts but {len(vectors)} text vectors")
-    metadata = {"text_hashes": json.dumps([text_hash(t) for t in texts]), "adapter": adapter_hash(model_dir)}
+    # One metadata key: safetensors writes several in no fixed order, and the artifact's bytes (its
+    # content hash) must not vary between identical runs.
+    labels = json.dumps({"adapter": adapter_hash(model_dir), "text_hashes": [text_hash(t) for t in texts]})
     save_file({"vectors": vectors.detach().float().cpu().contiguous()}, Path(model_dir) / TEXT_VECTORS_FILE,
-              metadata=metadata)
+              metadata={LABELS_KEY: labels})
 
 
 def load_text_vectors(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -59,12 +62,12 @@ def load_text_vectors(model_dir: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         return {}
     with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        if metadata.get("adapter") != adapter_hash(model_dir):
+        labels = json.loads((handle.metadata() or {}).get(LABELS_KEY, "{}"))
+        if labels.get("adapter") != adapter_hash(model_dir):
             log.warning("%s was computed under another adapter: not reused", path)
             return {}
         vectors = handle.get_tensor("vectors")
-    return dict(zip(json.loads(metadata["text_hashes"]), vectors))
+    return dict(zip(labels["text_hashes"], vectors))
 
 
 @dataclass(frozen=True)
