@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -54,6 +55,19 @@ def _warehouse_argument(given: str | None, configured: str) -> sa.URL:
     from pipelines.core.warehouse import sqlalchemy_url
 
     return sqlalchemy_url(given, "--url") if given else sqlalchemy_url(configured, "paths.warehouse_url")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """One line per check, OK or what to fix; exit 3 when any fails."""
+    from pipelines.doctor import run_checks
+
+    params_file = Path(args.params)
+    checks = run_checks(params_file, Path(os.environ.get("RETRAIN_PROJECT_DIR") or params_file.resolve().parent))
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [check.name for check in checks if not check.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (f"; fix: {', '.join(failed)}" if failed else ""))
+    return EXIT_NON_RETRYABLE if failed else 0
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -312,18 +326,29 @@ def build_parser() -> argparse.ArgumentParser:
                            help="first stage to rerun on the restored inputs (default: finetune)")
     reproduce.add_argument("--keep", action="store_true", help="keep the scratch worktree (state/reproduce/vN)")
     reproduce.set_defaults(func=cmd_reproduce)
+
+    doctor = sub.add_parser("doctor", help="check the configuration before the first night (exit 3 if any check fails)")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
+    from pipelines.core.failures import permanent_reason
     from pipelines.core.io import NonRetryableError
 
     try:
         return args.func(args)
     except (NonRetryableError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"retrain {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NON_RETRYABLE
+    except Exception as exc:  # noqa: BLE001 - one line where no retry can fix it, else the traceback
+        reason = permanent_reason(exc)
+        if reason is None:
+            raise
+        print(f"retrain {args.command}: {reason}", file=sys.stderr)
+        logging.getLogger("retrain").debug("the failure in full", exc_info=True)
         return EXIT_NON_RETRYABLE
 
 

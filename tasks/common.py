@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from pipelines.config import Params, load_params
+from pipelines.core.failures import permanent_reason
 from pipelines.core.io import NonRetryableError
 
 # Exit codes the Airflow operator maps onto retry behaviour.
@@ -58,7 +59,12 @@ def run_stage(stage: Callable[[argparse.Namespace, Params], None], parser: argpa
     except NonRetryableError as exc:
         log.error("stage failed (not retryable): %s", exc)
         return EXIT_NON_RETRYABLE
-    except Exception:  # noqa: BLE001 - anything else may be transient: let the runner retry
-        traceback.print_exc()
-        return EXIT_RETRYABLE
+    except Exception as exc:  # noqa: BLE001 - classified once, in pipelines.core.failures
+        reason = permanent_reason(exc)
+        if reason is None:  # may be transient: the traceback for whoever reads the retry's log
+            traceback.print_exc()
+            return EXIT_RETRYABLE
+        log.error("stage failed (not retryable): %s", reason)
+        log.debug("the failure in full", exc_info=True)
+        return EXIT_NON_RETRYABLE
     return EXIT_OK

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from pipelines.core import schema
 from pipelines.core.drivers import require_driver
+from pipelines.core.failures import hide, permanent_reason
 from pipelines.core.io import NonRetryableError
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,8 @@ def connect(engine: sa.Engine, attempts: int, backoff_s: float, max_backoff_s: f
     """Connects, retrying transient failures (OperationalError) with exponential backoff.
 
     Raises:
+        NonRetryableError: a failure no retry can fix (``pipelines.core.failures``: authentication,
+            a missing database or role, an unknown host), at the first attempt.
         WarehouseUnavailableError: every attempt failed; names the redacted URL.
     """
     if attempts < 1:
@@ -222,6 +225,9 @@ def connect(engine: sa.Engine, attempts: int, backoff_s: float, max_backoff_s: f
             return engine.connect()
         except sa.exc.OperationalError as exc:
             reason = _reason(exc, engine.url)
+            advice = permanent_reason(exc)
+            if advice is not None:  # a wrong password or a missing database: no attempt can succeed
+                raise NonRetryableError(f"warehouse {shown}: {hide(advice, engine.url.password)}") from None
             if attempt == attempts:
                 # `from None`: the chained driver error could carry connection details.
                 raise WarehouseUnavailableError(

@@ -59,12 +59,26 @@ def run_fingerprint(profiles_manifest: Mapping[str, Any], settings: FinetunePara
 
 def build_model(settings: FinetuneParams, item_ids: list[str], champion_dir: Path | None
                 ) -> tuple[SequenceRecommender, bool]:
-    """The champion-initialised model when ``champion_dir`` is given and fits, else a fresh one."""
+    """The champion-initialised model when ``champion_dir`` is given and fits, else a fresh one.
+
+    Raises:
+        NonRetryableError: the champion's artifact is not a loadable model (a retry reads the same files).
+    """
+    from safetensors import SafetensorError
+
+    from pipelines.core.failures import first_line
+    from pipelines.core.io import NonRetryableError
     from pipelines.model.recommender import RecommenderConfig, SequenceRecommender, warm_start_model
 
     config = RecommenderConfig.from_params(settings, item_ids)
     if champion_dir is not None:
-        model = warm_start_model(champion_dir, config)
+        try:
+            model = warm_start_model(champion_dir, config)
+        except (OSError, ValueError, KeyError, SafetensorError) as exc:
+            raise NonRetryableError(
+                f"the champion's artifact {champion_dir} cannot be loaded to start from ({first_line(exc)}); "
+                "roll the champion back (retrain registry rollback) or run the night with "
+                "finetune.warm_start: false") from None
         if model is not None:
             return model, True
     return SequenceRecommender(config), False

@@ -33,6 +33,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.core.io import NonRetryableError
 from pipelines.model.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint, trainable_state
 from pipelines.ranking.scoring import EvalSet, evaluate_scorer, model_scorer
 from pipelines.model.recommender import Catalogue, SequenceRecommender
@@ -85,7 +86,16 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_runtime(requested: str = "auto") -> Runtime:
-    """The device (``auto``: CUDA if present, else CPU) and, under torchrun, the process group."""
+    """The device (``auto``: CUDA if present, else CPU) and, under torchrun, the process group.
+
+    Raises:
+        NonRetryableError: ``cuda`` was asked for where torch sees no CUDA device.
+    """
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise NonRetryableError(
+            f"finetune.device is 'cuda' but torch {torch.__version__} sees no CUDA device here "
+            f"({'a CPU-only build' if torch.version.cuda is None else 'CUDA ' + torch.version.cuda + ', no usable GPU'}); "
+            "set finetune.device to auto or cpu, or run finetune on a GPU worker (queue gpu)")
     use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

@@ -63,9 +63,12 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
 from pipelines.registry import migrations
+from pipelines.core.failures import hide, permanent_reason
 from pipelines.core.io import NonRetryableError, sha256_dir
 
 log = logging.getLogger(__name__)
+
+REGISTRY_SETTING = "paths.registry_url or RETRAIN_REGISTRY_URL"
 
 STATUS_BLESSED = "blessed"  # passed the gate; became champion when registered
 STATUS_REJECTED = "rejected"  # refused by the gate; champion only through a forced promotion
@@ -259,8 +262,12 @@ class Registry:
         self._engine = _create_engine(parsed)
         try:
             self._migrate()
-        except BaseException:
+        except BaseException as exc:
             self._engine.dispose()
+            advice = permanent_reason(exc) if isinstance(exc, Exception) else None
+            if advice is not None and not isinstance(exc, NonRetryableError):
+                raise NonRetryableError(f"registry {self._safe_url} ({REGISTRY_SETTING}): "
+                                        f"{hide(advice, parsed.password)}") from None
             raise
         log.info("registry opened at %s (artifacts in %s)", self._safe_url, self.artifact_store)
 
@@ -604,9 +611,9 @@ def registry_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise NonRetryableError("the registry URL (paths.registry_url or RETRAIN_REGISTRY_URL) is not a valid "
-                                "SQLAlchemy URL (expected dialect+driver://...)") from None
-    return require_driver(parsed, "the registry URL (paths.registry_url or RETRAIN_REGISTRY_URL)")
+        raise NonRetryableError(f"the registry URL ({REGISTRY_SETTING}) is not a valid SQLAlchemy URL "
+                                "(expected dialect+driver://...)") from None
+    return require_driver(parsed, f"the registry URL ({REGISTRY_SETTING})")
 
 
 def _create_engine(parsed: URL) -> Engine:
