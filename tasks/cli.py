@@ -59,7 +59,7 @@ def _warehouse_argument(given: str | None, configured: str) -> sa.URL:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """One line per check, OK or what to fix; exit 3 when any fails."""
-    from pipelines.doctor import run_checks
+    from tasks.doctor import run_checks
 
     params_file = Path(args.params)
     checks = run_checks(params_file, Path(os.environ.get("RETRAIN_PROJECT_DIR") or params_file.resolve().parent))

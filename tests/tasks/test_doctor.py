@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipelines.core.io import sha256_file
-from pipelines.doctor import run_checks
+from tasks.doctor import run_checks
 from tasks import cli
 from tests.e2e.helpers import tiny_project
 from tests.reliability.test_operator_mistakes import laid_over
