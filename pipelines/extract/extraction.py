@@ -407,6 +407,11 @@ def extract_window(url: str | sa.URL, out_dir: Path, logical_date: dt.date, *, s
     start, end = data_interval(logical_date, interval_days)
     parsed = parse_extract_mapping(mapping)
     extracted_at = now().astimezone(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    if end > extracted_at:  # its events are not all in yet: extracting now would keep a partial night
+        raise NonRetryableError(
+            f"the night {logical_date} covers [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC, which has not "
+            f"ended (now {extracted_at:%Y-%m-%d %H:%M} UTC): a night runs once its interval is over; check "
+            "--logical-date and this machine's clock")
     engine = sa.create_engine(url)
     try:
         with partitions.PartitionStore(snapshot_dir) as store, \

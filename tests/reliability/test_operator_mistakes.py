@@ -10,6 +10,8 @@ cases (a server that refuses connections) must exit 1, so that Airflow retries t
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,22 @@ class Mistake:
     env: dict[str, str] = field(default_factory=dict)
     logical_date: str = NIGHT
     params_text: str | None = None  # replaces params.yaml's text (after ``params``)
+    plant: Callable[[Path], None] | None = None  # writes what the mistake needs under the project's root
     code: int = EXIT_NON_RETRYABLE
     needs: str = ""  # "postgres": the local PostgreSQL server; "no-gpu": a machine without CUDA
 
 
 PG_DRIVER_MISSING = "postgresql+pg8000://etl:Zq8x3-secret@db.example/wh"
+
+
+def corrupt_base_model(root: Path) -> None:
+    """A copy of the shipped base model whose weights file was cut short (a broken download or disk)."""
+    from pipelines.model.recommender import resolve_base_model
+
+    copy = root / "corrupt-model"
+    shutil.copytree(resolve_base_model("auto"), copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
 
 MISTAKES: dict[str, Mistake] = {
     "warehouse_driver_not_installed": Mistake(
@@ -84,6 +97,12 @@ MISTAKES: dict[str, Mistake] = {
     "gpu_requested_without_one": Mistake(
         ("stage", "finetune"), "finetune.device is 'cuda' but torch", params={"finetune": {"device": "cuda"}},
         needs="no-gpu"),
+    "base_model_corrupt": Mistake(
+        ("stage", "finetune"), "cannot be loaded (Error while deserializing header",
+        params={"finetune": {"base_model": "{root}/corrupt-model", "warm_start": False}}, plant=corrupt_base_model),
+    "logical_date_far_in_the_future": Mistake(
+        ("stage", "extract"), "the night 2099-01-01 covers [2098-12-31 00:00, 2099-01-01 00:00) UTC, which has not ended",
+        logical_date="2099-01-01"),
     "base_model_missing": Mistake(
         ("stage", "finetune"), "is not a local Hugging Face model directory",
         params={"finetune": {"base_model": "/nonexistent/all-MiniLM-L6-v2", "warm_start": False}}),
@@ -142,8 +161,10 @@ def laid_over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 def with_mistake(project: Project, mistake: Mistake) -> None:
     params = laid_over(project.params, mistake.params)
-    project.params_file.write_text(mistake.params_text if mistake.params_text is not None
-                                   else yaml.safe_dump(params))
+    text = mistake.params_text if mistake.params_text is not None else yaml.safe_dump(params)
+    project.params_file.write_text(text.replace("{root}", str(project.root)))
+    if mistake.plant is not None:
+        mistake.plant(project.root)
 
 
 def run(mistake: Mistake, project: Project) -> int:
