@@ -168,16 +168,16 @@ def check_dvc_remote(root: Path) -> str:
 
 
 def check_base_model(name: str) -> str:
-    from transformers import AutoConfig
+    """The tokenizer and the weights load, offline (a cut-short weights file fails here, not at night)."""
+    from transformers import AutoModel, AutoTokenizer
 
     from pipelines.model.recommender import resolve_base_model
 
     path = resolve_base_model(name)
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    weights = [p.name for p in path.glob("*.safetensors")] + [p.name for p in path.glob("pytorch_model*.bin")]
-    if not weights:
-        raise FileNotFoundError(f"finetune.base_model {path} has a config.json but no weights (*.safetensors)")
-    return f"{path} ({config.model_type}, {', '.join(sorted(weights))})"
+    AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    parameters = sum(p.numel() for p in model.parameters())
+    return f"{path} ({model.config.model_type}, {parameters / 1e6:.1f}M parameters)"
 
 
 def check_device(requested: str) -> str:

@@ -12,7 +12,7 @@ from pipelines.core.io import sha256_file
 from tasks.doctor import run_checks
 from tasks import cli
 from tests.e2e.helpers import tiny_project
-from tests.reliability.test_operator_mistakes import laid_over
+from tests.reliability.test_operator_mistakes import corrupt_base_model, laid_over
 
 CHECKS = ["params", "warehouse", "registry", "artifact store", "DVC cache", "DVC remote", "base model", "device",
           "Airflow connections"]
@@ -71,6 +71,8 @@ PLANTED: dict[str, tuple[dict, dict, dict[str, str]]] = {
                        {"artifact store": "is not a directory"}),
     "base_model": ({"finetune": {"base_model": "/nonexistent/model"}}, {},
                    {"base model": "not a local Hugging Face model directory"}),
+    "base_model_corrupt": ({"finetune": {"base_model": "{root}/corrupt-model"}}, {},
+                           {"base model": "Error while deserializing header"}),
     "device": ({"finetune": {"device": "cuda"}}, {}, {"device": "sees no CUDA device"}),
     "connection": ({}, {"AIRFLOW_CONN_WAREHOUSE": "ftp://warehouse.example/db"},
                    {"warehouse": "unsupported connection type 'ftp'",
@@ -88,7 +90,9 @@ def test_each_planted_mistake_is_named(case, project, tmp_path):
         pytest.skip("this machine has a CUDA device")
     planted = laid_over(params, changes)
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(planted))
+    params_file.write_text(yaml.safe_dump(planted).replace("{root}", str(tmp_path)))
+    if case == "base_model_corrupt":
+        corrupt_base_model(tmp_path)
     checks = by_name(run_checks(params_file, project[1].parent, {**connections(params), **env}))
     failed = {name: check.detail for name, check in checks.items() if not check.ok}
     assert sorted(failed) == sorted(expected), [check.line() for check in checks.values()]
