@@ -1,6 +1,7 @@
 """Extract reads the night's window and only what was known before its end."""
 
 import datetime as dt
+import errno
 
 import pyarrow.parquet as pq
 import pytest
@@ -63,8 +64,12 @@ def test_redacted_url_hides_the_password():
 
 
 
+@pytest.mark.parametrize("error, exit_code", [
+    (ConnectionResetError(errno.ECONNRESET, "connection reset by the warehouse"), 1),  # transient: retried
+    (OSError(errno.ENOSPC, "No space left on device"), 3),  # a full disk: no retry mends it
+])
 def test_a_stage_failing_after_some_writes_leaves_the_last_extract_and_the_snapshot(warehouse, tmp_path,
-                                                                                      monkeypatch):
+                                                                                      monkeypatch, error, exit_code):
     monkeypatch.delenv("AIRFLOW_CONN_WAREHOUSE", raising=False)
     monkeypatch.delenv("RETRAIN_WAREHOUSE_URL", raising=False)
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -79,12 +84,12 @@ def test_a_stage_failing_after_some_writes_leaves_the_last_extract_and_the_snaps
     def read_then_fail(source, table, *args, **kwargs):
         if table == "users":  # events and items are staged by now
             staged.extend(p.relative_to(snapshot) for p in snapshot.glob(".staging-*/*"))
-            raise OSError("disk full")
+            raise error
         return real_read(source, table, *args, **kwargs)
 
     monkeypatch.setattr(extract_module, "_read_dimension", read_then_fail)
     # The next night reads a new day, so the snapshot would change had the stage finished.
-    assert extract_task.main([*argv[:-1], "2026-03-03"]) == 1
+    assert extract_task.main([*argv[:-1], "2026-03-03"]) == exit_code
     assert staged, "the failure should come after day files were staged"
     assert {"extract": sha256_dir(out), "snapshot": sha256_dir(snapshot)} == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["extract"]
