@@ -1,5 +1,6 @@
-# Two commands: `make demo` (two nightly runs through Airflow on the synthetic warehouse, both
-# promoted, then a night with a deliberately degraded candidate that the gate refuses) and
+# Two commands: `make demo` (two nightly runs through Airflow on the synthetic warehouse: a cold
+# night promoted, a warm night the gate judges; then a night with a deliberately degraded candidate
+# that the gate refuses) and
 # `make test`. Both create .venv from requirements.lock when it is missing or stale.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
