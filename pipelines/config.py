@@ -178,6 +178,7 @@ class WarmNightParams(Section):
     """How a night that starts from the champion trains (README "Warm nights")."""
 
     new_events_only: bool
+    replay_ratio: float = Field(ge=0)  # earlier windows trained beside the new ones, per new window
     epochs: PositiveInt
     learning_rate_scale: float = Field(gt=0)
     train_text_tower: bool

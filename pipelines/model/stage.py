@@ -88,7 +88,8 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     """Trains on ``paths.profiles`` and writes the candidate (``paths.candidate``) and the training
     reports; the night is the profiles manifest's logical date. Under DDP only the main process writes.
 
-    A night that starts from the champion trains as ``finetune.warm_nights`` says (``pipelines.model.warm``)."""
+    A night that starts from the champion trains as ``finetune.warm_nights`` says (``pipelines.model.warm``)
+    and keeps the champion's weights unless an epoch beats them on validation."""
     import torch
 
     from pipelines.core.io import atomic_dir, read_json, write_manifest
@@ -114,7 +115,10 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     valid = validation_set(profiles.sequences)
     if plan.histories:
         result = train(model, plan.catalogue, plan.histories, valid, plan.settings, runtime=runtime,
-                       checkpoint_dir=checkpoints, fingerprint=fingerprint)
+                       checkpoint_dir=checkpoints, fingerprint=fingerprint, keep_start=warm)
+        if warm and result.best_epoch == 0:
+            log.info("warm night: no epoch beat the champion on validation (NDCG@10 %.4f): the candidate keeps the "
+                     "champion's weights", result.best_valid_ndcg)
     else:
         result = untrained_result(model, plan, valid, runtime)
     if not runtime.is_main:
@@ -155,7 +159,7 @@ def night_plan(model: SequenceRecommender, settings: FinetuneParams, profiles: A
     says: the windows with events newer than the champion's data, the champion's text tower kept."""
     from pipelines.model.recommender import Catalogue
     from pipelines.model.text_vectors import catalogue_reusing, load_text_vectors
-    from pipelines.model.warm import cutoff_seconds, freeze_text_tower, new_event_windows, warm_settings
+    from pipelines.model.warm import cutoff_seconds, freeze_text_tower, replay_sample, split_windows, warm_settings
 
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     user_histories = list(profiles.sequences["train_items"])
@@ -177,10 +181,13 @@ def night_plan(model: SequenceRecommender, settings: FinetuneParams, profiles: A
         log.info("warm night: the champion's text tower is kept; %s", reuse.describe())
     histories = user_histories
     if warm.new_events_only and "train_ts" in profiles.sequences:
-        histories = new_event_windows(user_histories, list(profiles.sequences["train_ts"]),
-                                      cutoff_seconds(warm_source.data_interval_end), model.config.max_seq_len)
-        log.info("warm night: %d training windows end in events since %s (of %d user histories)",
-                 len(histories), warm_source.data_interval_end, len(user_histories))
+        new, old = split_windows(user_histories, list(profiles.sequences["train_ts"]),
+                                 cutoff_seconds(warm_source.data_interval_end), model.config.max_seq_len)
+        replayed = replay_sample(old, round(warm.replay_ratio * len(new)), settings.seed) if new else []
+        histories = new + replayed
+        summary.update(new_windows=len(new), replayed_windows=len(replayed))
+        log.info("warm night: %d training windows end in events since %s, %d of the %d earlier windows replayed "
+                 "beside them", len(new), warm_source.data_interval_end, len(replayed), len(old))
     elif warm.new_events_only:
         log.warning("warm night: the profiles hold no event times (train_ts): training on every history")
     summary["windows"] = len(histories) + len(group_histories)

@@ -297,7 +297,8 @@ class LoopState:
     epoch_losses: list[float] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)
     best_valid_ndcg: float = 0.0
-    best_epoch: int = 0
+    best_epoch: int = 0  # 0 with start_validated: the weights the run started from
+    start_validated: bool = False
     planned_steps: int = 0  # the run's expected length, which the learning-rate schedule decays over
     stopped_by: str = ""  # set once the run has finished: a resumed finished run trains no further
     fingerprint: str = ""
@@ -399,10 +400,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
-    def fit(self, examples: torch.Tensor, valid: EvalSet, k: int = 10) -> TrainResult:
+    def fit(self, examples: torch.Tensor, valid: EvalSet, k: int = 10, keep_start: bool = False) -> TrainResult:
+        """Trains; with ``keep_start`` the starting weights are validated first and kept unless an
+        epoch beats them (a warm night never leaves the champion worse on validation)."""
         resumed = self.restore()
         if not resumed:
             self._refresh_text()
+            if keep_start:
+                self._validate_start(valid, k)
         params, runtime, state = self.params, self.runtime, self.state
         batch_size, epochs = params.batch_size, params.epochs
         accumulate = params.grad_accumulation_steps
@@ -448,6 +453,16 @@ class Trainer:
         result.seconds, result.stopped_by = time.monotonic() - started, state.stopped_by or "epochs"
         return result
 
+    def _validate_start(self, valid: EvalSet, k: int) -> None:
+        """Epoch 0 of the curve: the starting weights, the best so far."""
+        state = self.state
+        with self.runtime.autocast:
+            ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
+        state.curve.append({"step": 0, "epoch": 0, "loss": float("nan"), "valid_ndcg": ndcg, "seconds": 0.0})
+        state.best_valid_ndcg, state.best_epoch, state.start_validated = ndcg, 0, True
+        if self.runtime.is_main:
+            log.info("epoch 0 (the starting weights): validation NDCG@%d %.4f", k, ndcg)
+
     def _end_epoch(self, valid: EvalSet, k: int, max_steps: int, budget_s: float, started: float,
                    epochs: int) -> None:
         """Validation, early stopping and the epoch's checkpoint (which records a stop)."""
@@ -463,7 +478,7 @@ class Trainer:
                             "seconds": round(time.monotonic() - started, 2)})
         if self.runtime.is_main:
             log.info("epoch %d: mean loss %.4f, validation NDCG@%d %.4f", state.epoch, loss, k, ndcg)
-        if ndcg > state.best_valid_ndcg or state.best_epoch == 0:
+        if ndcg > state.best_valid_ndcg or (state.best_epoch == 0 and not state.start_validated):
             state.best_valid_ndcg, state.best_epoch = ndcg, state.epoch
             self.best = trainable_state(self.model)
         state.elapsed_s = time.monotonic() - started
@@ -483,8 +498,9 @@ class Trainer:
 
 def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: list[list[str]], valid: EvalSet,
           params: FinetuneParams, k: int = 10, runtime: Runtime | None = None,
-          checkpoint_dir: Path | None = None, fingerprint: str = "") -> TrainResult:
-    """Trains in place, keeps the weights of the best validation epoch, and returns the curve."""
+          checkpoint_dir: Path | None = None, fingerprint: str = "", keep_start: bool = False) -> TrainResult:
+    """Trains in place, keeps the weights of the best validation epoch (with ``keep_start``, the
+    starting weights count as epoch 0), and returns the curve."""
     seed_everything(params.seed)
     runtime = runtime or Runtime(torch.device("cpu"))
     examples = training_examples(train_histories, catalogue, model.config.max_seq_len)
@@ -494,4 +510,4 @@ def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: lis
         log.info("training on %d sequences, %d items, device %s, %d process(es)", len(examples), len(catalogue),
                  runtime.device, runtime.world_size)
     trainer = Trainer(model, catalogue, params, runtime, checkpoint_dir, fingerprint)
-    return trainer.fit(examples, valid, k)
+    return trainer.fit(examples, valid, k, keep_start)

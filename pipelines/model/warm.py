@@ -2,8 +2,10 @@
 
 The champion has already learnt every transition of the data it was trained on. A warm night
 trains on the sequence windows that end in an event newer than the champion's data (with up to
-``max_seq_len`` earlier items as their context, so old transitions are rehearsed beside the new
-ones), for a few epochs at a reduced learning rate (``finetune.warm_nights``). By default it also
+``max_seq_len`` earlier items as their context), plus a sample of the earlier windows
+(``replay_ratio`` times as many) so that the model does not drift towards the new windows alone,
+for a few epochs at a reduced learning rate (``finetune.warm_nights``). It keeps the champion's
+weights unless an epoch beats them on validation. By default it also
 keeps the champion's LoRA adapters: the text tower is then not trained at all, every unchanged
 item text keeps the champion's vector, and only new or edited texts go through the tower.
 See docs/nights.md for what this saves, stage by stage.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -31,25 +34,39 @@ def cutoff_seconds(data_interval_end: str) -> int:
     return int(moment.timestamp())
 
 
-def new_event_windows(histories: Sequence[Sequence[str]], times: Sequence[Sequence[int]], cutoff_s: int,
-                      max_len: int) -> list[list[str]]:
-    """The training windows (cut from each history's end, as ``training_examples`` cuts them) whose
-    last item is an event at or after ``cutoff_s``. Histories are in time order, so a user's new
-    events are the end of their history.
+def split_windows(histories: Sequence[Sequence[str]], times: Sequence[Sequence[int]], cutoff_s: int,
+                  max_len: int) -> tuple[list[list[str]], list[list[str]]]:
+    """The training windows (cut from each history's end, as ``training_examples`` cuts them), split
+    into those whose last item is an event at or after ``cutoff_s`` and the earlier ones. Histories
+    are in time order, so a user's new events are the end of their history.
 
     Raises:
         ValueError: a history and its times differ in length.
     """
-    windows = []
+    new, old = [], []
     for history, stamps in zip(histories, times):
         if len(history) != len(stamps):
             raise ValueError(f"a training history has {len(history)} items but {len(stamps)} timestamps")
         first_new = next((i for i, t in enumerate(stamps) if t >= cutoff_s), len(stamps))
         end = len(history)
-        while end >= 2 and end - 1 >= first_new:
-            windows.append(list(history[max(0, end - max_len - 1):end]))
+        while end >= 2:
+            (new if end - 1 >= first_new else old).append(list(history[max(0, end - max_len - 1):end]))
             end -= max_len
-    return windows
+    return new, old
+
+
+def new_event_windows(histories: Sequence[Sequence[str]], times: Sequence[Sequence[int]], cutoff_s: int,
+                      max_len: int) -> list[list[str]]:
+    """The windows of ``split_windows`` that end in an event at or after ``cutoff_s``."""
+    return split_windows(histories, times, cutoff_s, max_len)[0]
+
+
+def replay_sample(windows: Sequence[list[str]], count: int, seed: int) -> list[list[str]]:
+    """``count`` of the earlier ``windows`` (all where there are fewer), drawn reproducibly: trained
+    beside the new ones, they keep a warm night from drifting towards the new windows alone."""
+    if count >= len(windows):
+        return list(windows)
+    return random.Random(seed).sample(list(windows), count)
 
 
 def warm_settings(settings: FinetuneParams) -> FinetuneParams:

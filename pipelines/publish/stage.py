@@ -46,7 +46,7 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
         write_summary(paths, logical_date, {"logical_date": logical_date, "promotion": "DRY_RUN", "model_version": None,
                                             "served": "none", "reason": reason, "rows": 0, "users": 0})
         return
-    warehouse, _ = resolve_url(environ, paths.warehouse_url)  # the warehouse extract read
+    warehouse, source = resolve_url(environ, paths.warehouse_url)  # the warehouse extract read
     with Registry(paths.registry_url, Path(paths.artifact_store)) as registry:
         champion = registry.champion()
         model_dir = registry.artifact_path(champion.version) if champion else None
@@ -59,12 +59,34 @@ def run_publish(logical_date: str, settings: PublishParams, paths: PathsParams, 
         summary.update(rows=0, users=0)
         log.warning("no champion yet: nothing published")
     else:
-        counts, lists = score_and_write(model, model_dir, champion, paths, warehouse, logical_date, settings.k,
-                                        groups)
+        counts, lists = score_and_write(model, model_dir, champion, paths, warehouse, source, logical_date,
+                                        settings.k, groups)
         summary.update(counts)
         log.info("published %d rows for %d users with model version %d", summary["rows"], summary["users"],
                  champion.version)
     write_summary(paths, logical_date, summary, lists)
+
+
+def write_night(url: Any, source: str, logical_date: str, version: int, recs: Any, tables: list[Any]) -> int:
+    """``write_recommendations``; a failure no retry can fix (permissions, a missing database) is
+    named against the warehouse and the setting it came from.
+
+    Raises:
+        NonRetryableError: the write failed for good; nothing was written (one transaction).
+    """
+    from pipelines.core.failures import hide, permanent_reason
+    from pipelines.core.io import NonRetryableError
+    from pipelines.core.warehouse import redact
+    from pipelines.publish.writer import write_recommendations
+
+    try:
+        return write_recommendations(url, logical_date, version, recs, extra=tables)
+    except Exception as exc:
+        advice = permanent_reason(exc)
+        if advice is None or isinstance(exc, NonRetryableError):
+            raise
+        raise NonRetryableError(f"publishing to the warehouse {redact(url)} ({source}): "
+                                f"{hide(advice, url.password)}") from None
 
 
 def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, Any], lists=None) -> None:
@@ -79,12 +101,13 @@ def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, A
         write_manifest(staging, stage="publish", logical_date=logical_date)
 
 
-def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: PathsParams, warehouse,
-                    logical_date: str, k: int, settings: GroupsParams) -> tuple[dict[str, Any], Any]:
+def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: PathsParams, warehouse: Any,
+                    warehouse_source: str, logical_date: str, k: int,
+                    settings: GroupsParams) -> tuple[dict[str, Any], Any]:
     """Scores every profiled user (whole history excluded; only those whose list can have changed
     where that is exact, ``pipelines.publish.incremental``) and every group, and replaces the
-    night's rows of every published table in one transaction; returns the summary's counts and the
-    user lists."""
+    night's rows of every published table in one transaction (``warehouse_source``: the setting
+    the warehouse URL came from); returns the summary's counts and the user lists."""
     import pandas as pd
 
     from pipelines.model.recommender import serving_scorer
@@ -93,7 +116,6 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     from pipelines.profiles.build import load_profiles
     from pipelines.publish import groups as publish_groups
     from pipelines.publish import incremental
-    from pipelines.publish.writer import write_recommendations
 
     profiles = load_profiles(paths.profiles)
     seqs = profiles.sequences
@@ -129,7 +151,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     group_profiles, members = publish_groups.profile_rows(found, user_ids, histories, profiles.items, settings)
     group_seconds += time.perf_counter() - started
     tables = publish_groups.night_tables(group_rows, group_profiles, members, champion.version)
-    rows = write_recommendations(warehouse, logical_date, champion.version, recs, extra=tables)
+    rows = write_night(warehouse, warehouse_source, logical_date, champion.version, recs, tables)
     kinds = pd.Series([row["group_kind"] for row in group_rows], dtype=object)
     counts = {"rows": rows, "users": int(recs["user_id"].nunique()), "rescore": reuse.reason, "serving_basis": basis,
             "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,

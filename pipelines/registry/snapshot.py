@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.core.failures import permanent_reason
 from pipelines.core.io import NonRetryableError, sha256_file
 from pipelines.registry.nights import (PARAMS_FILE, commit_night, params_in_place, params_that_ran,
                                        restore_operator_params, run_by_dvc, set_night_date)
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 # The stages whose outputs a night's version is made of; promote and publish come after it.
 SNAPSHOT_STAGES = ("extract", "validate", "profiles", "finetune", "evaluate")
 DVC_TIMEOUT_S = 1800
+# DVC's closing advert on a failure, no part of what failed.
+_DVC_SUPPORT_LINE = "Having any troubles?"
+# A copy DVC could not finish ("ERROR: failed to transfer ... -> '<dir>/.<random>.tmp'"): DVC leaves the partial file.
+_PARTIAL_COPY = re.compile(r"-> '([^']*/\.[^'/]+\.tmp)'")
 
 
 class SnapshotError(RuntimeError):
@@ -51,7 +57,8 @@ def snapshot_night(root: Path, *, logical_date: str, params_file: Path, push: bo
     """Commits the night's stage outputs to the DVC cache (and remote) and returns ``dvc.lock``.
 
     Raises:
-        NonRetryableError: ``root`` is not a DVC project.
+        NonRetryableError: ``root`` is not a DVC project, or its DVC cache cannot take the outputs
+            (a full or read-only disk).
         SnapshotError: a DVC command failed (retryable: nothing was registered yet).
     """
     root = Path(root)
@@ -79,12 +86,37 @@ def commit_stages(root: Path, logical_date: str, params_file: Path, stages: tupl
     if set_night_date(root / PARAMS_FILE, logical_date):
         log.info("%s: run.logical_date is now %s, the night this workspace holds", PARAMS_FILE, logical_date)
     if _is_workspace_params(root, params_file):
-        run_dvc(root, "commit", "--force", *stages)
+        _commit(root, stages)
         return
     with params_in_place(root, params_that_ran(params_file, logical_date)):
-        run_dvc(root, "commit", "--force", *stages)
+        _commit(root, stages)
     log.info("dvc.lock records the params that ran, from %s; where %s differs, `dvc status` names it and "
              "`dvc repro` reruns from there", params_file, PARAMS_FILE)
+
+
+def _commit(root: Path, stages: tuple[str, ...]) -> None:
+    """``dvc commit --force STAGES``; a failure no retry can fix (a full or read-only cache) names the cache.
+
+    Raises:
+        NonRetryableError: the outputs could not be written into the DVC cache for such a reason.
+        SnapshotError: any other failure (retryable).
+    """
+    try:
+        run_dvc(root, "commit", "--force", *stages)
+    except SnapshotError as exc:
+        reason = permanent_reason(exc)
+        if reason is None:
+            raise
+        raise NonRetryableError(f"committing {', '.join(stages) or 'the stages'} to the DVC cache {cache_dir(root)} "
+                                f"(`dvc cache dir` sets it) failed: {reason}") from None
+
+
+def cache_dir(root: Path) -> str:
+    """The project's DVC cache directory, as DVC resolves it."""
+    try:
+        return run_dvc(root, "cache", "dir").strip() or str(Path(root) / ".dvc" / "cache")
+    except SnapshotError:
+        return str(Path(root) / ".dvc" / "cache")
 
 
 def record_night(root: Path, *, logical_date: str, params_file: Path, message: str) -> str | None:
@@ -140,7 +172,13 @@ def run_dvc(root: Path, *args: str) -> str:
                               stdin=subprocess.DEVNULL, env=env)
     except subprocess.TimeoutExpired as exc:
         raise SnapshotError(f"dvc {' '.join(args)} timed out after {DVC_TIMEOUT_S} s in {root}") from exc
-    if done.returncode != 0:
-        output = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        raise SnapshotError(f"dvc {' '.join(args)} failed in {root}: {' / '.join(output[-5:])}")
+    output = [line for line in (done.stdout + done.stderr).splitlines()
+              if line.strip() and not line.startswith(_DVC_SUPPORT_LINE)]
+    errors = [line for line in output if line.startswith("ERROR:")]
+    if done.returncode != 0 or errors:  # DVC exits 0 from a commit whose outputs could not be copied to the cache
+        for line in errors:
+            for partial in _PARTIAL_COPY.findall(line):
+                Path(partial).unlink(missing_ok=True)
+        shown = output if done.returncode != 0 else errors
+        raise SnapshotError(f"dvc {' '.join(args)} failed in {root}: {' / '.join(shown[-5:])}")
     return done.stdout

@@ -60,7 +60,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from pipelines.registry import migrations
 from pipelines.core.failures import hide, permanent_reason
@@ -69,6 +69,7 @@ from pipelines.core.io import NonRetryableError, sha256_dir
 log = logging.getLogger(__name__)
 
 REGISTRY_SETTING = "paths.registry_url or RETRAIN_REGISTRY_URL"
+ARTIFACT_STORE_SETTING = "paths.artifact_store or RETRAIN_ARTIFACT_STORE"
 
 STATUS_BLESSED = "blessed"  # passed the gate; became champion when registered
 STATUS_REJECTED = "rejected"  # refused by the gate; champion only through a forced promotion
@@ -305,7 +306,17 @@ class Registry:
         sha = sha256_dir(model_dir)
         target = self.artifact_store / sha
         if not target.exists():
-            _copy_into_place(model_dir, target, sha)
+            try:
+                _copy_into_place(model_dir, target, sha)
+            except OSError as exc:  # a full or read-only disk: name the store, not a staging file in it
+                if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+                    # copytree's error lists one (source, target, why) per file that failed
+                    exc = OSError(exc.args[0][0][2])
+                advice = permanent_reason(exc)
+                if advice is None:
+                    raise
+                raise NonRetryableError(f"artifact store {self.artifact_store} ({ARTIFACT_STORE_SETTING}): "
+                                        f"{advice}") from None
         _verify(target, sha)
         return sha, target
 
@@ -562,13 +573,25 @@ class Registry:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        """One write transaction that holds the registry's writer lock until it ends."""
-        with self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                if self._dialect == "postgresql":
-                    conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-                yield conn
+        """One write transaction that holds the registry's writer lock until it ends.
+
+        Raises:
+            NonRetryableError: the database refused the write for a reason no retry can fix (a
+                read-only or full disk, a denied permission); the message names the registry.
+        """
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    if self._dialect == "postgresql":
+                        conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+                    yield conn
+        except DBAPIError as exc:
+            advice = permanent_reason(exc)
+            if advice is None:
+                raise
+            raise NonRetryableError(f"registry {self._safe_url} ({REGISTRY_SETTING}): "
+                                    f"{hide(advice, self._engine.url.password)}") from None
 
 
 def create_database(url: str) -> bool:

@@ -6,7 +6,8 @@ metrics, plots, reports) goes to the orchestrator, which hands the night's recor
 stage's worker (Airflow: XCom of the night's run, so the records are keyed by the night). Before a
 stage, its worker writes those entries into its own ``dvc.lock`` and pulls them: the outputs come
 from its DVC cache, or from the remote. A missing input fails the stage (not retryable), naming the
-output and the stage that made it.
+output and the stage that made it. A remote that cannot be reached fails it retryably, naming the
+remote, unless its host does not resolve (not retryable: the URL is wrong).
 
 The remote is the project's default DVC remote, or, where ``RETRAIN_DVC_REMOTE_URL`` is set, that URL
 (with ``RETRAIN_DVC_REMOTE_ENDPOINT`` for an S3-compatible server), written to ``.dvc/config.local``
@@ -18,12 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from pipelines.core.failures import hide
 from pipelines.core.io import NonRetryableError, write_text
 from pipelines.registry.nights import PARAMS_FILE, set_night_date, uncached_outputs
 from pipelines.registry.snapshot import SnapshotError, commit_stages, default_remote, run_dvc
@@ -34,6 +39,11 @@ REMOTE_NAME = "nightly"
 REMOTE_URL_ENV = "RETRAIN_DVC_REMOTE_URL"
 REMOTE_ENDPOINT_ENV = "RETRAIN_DVC_REMOTE_ENDPOINT"
 MAX_CARRIED_BYTES = 4 << 20  # a cache: false file larger than this is not carried (said in the log)
+# URL schemes whose first part is a host (in s3://, gs://, azure:// it is a bucket: only the endpoint is a host).
+HOST_SCHEMES = frozenset({"http", "https", "ssh", "sftp", "webdav", "webdavs", "webhdfs", "hdfs"})
+# What DVC says when it could not reach the remote at all, as opposed to an object the remote lacks.
+UNREACHABLE = re.compile(r"could not connect|cannot connect|failed to connect|connection refused|timed out",
+                         re.IGNORECASE)
 
 
 def configure_remote(root: Path, environ: Mapping[str, str] = os.environ) -> str:
@@ -77,7 +87,10 @@ def push_stage(root: Path, stage: str, logical_date: str, params_file: Path) -> 
     root = Path(root)
     remote = configure_remote(root)
     commit_stages(root, logical_date, params_file, (stage,))
-    run_dvc(root, "push", "--remote", remote, stage)
+    try:
+        run_dvc(root, "push", "--remote", remote, stage)
+    except SnapshotError as exc:
+        raise remote_failure(root, remote, "push", exc) from None
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     files = {}
     for path in uncached_outputs(root, stage):
@@ -116,6 +129,8 @@ def pull_stages(root: Path, records: Mapping[str, Mapping[str, Any]], logical_da
     try:
         run_dvc(root, "pull", "--force", "--remote", remote, *records)
     except SnapshotError as exc:
+        if UNREACHABLE.search(str(exc)):
+            raise remote_failure(root, remote, "pull", exc) from None
         raise NonRetryableError(f"an input of this stage is missing: {missing_outputs(records, root) or exc} "
                                 f"(not in this worker's DVC cache nor in remote {remote!r})") from exc
     log.info("outputs of %s for night %s pulled from DVC remote %r", ", ".join(records), logical_date, remote)
@@ -127,3 +142,39 @@ def missing_outputs(records: Mapping[str, Mapping[str, Any]], root: Path) -> str
                for out in record["lock"].get("outs", []) if not (root / out["path"]).exists()]
     return ", ".join(missing)
 
+
+def remote_failure(root: Path, remote: str, direction: str, exc: SnapshotError) -> Exception:
+    """A failed push or pull, naming the remote and its URL: not retryable (NonRetryableError) where the
+    remote's host does not resolve, else a SnapshotError (retryable unless its message says otherwise)."""
+    url, endpoint = remote_location(root, remote)
+    where = f"DVC remote {remote!r} ({url}{f', endpoint {endpoint}' if endpoint else ''})"
+    host = urlsplit(endpoint).hostname if endpoint else \
+        (urlsplit(url).hostname if urlsplit(url).scheme in HOST_SCHEMES else None)
+    if host and not resolves(host):
+        return NonRetryableError(f"{where}: its host {host!r} does not resolve: fix the host in {REMOTE_URL_ENV} / "
+                                 f"{REMOTE_ENDPOINT_ENV} (or the remote's url / endpointurl in .dvc/config)")
+    return SnapshotError(f"{where}: the {direction} failed (check that the remote is up and reachable from this "
+                         f"worker): {exc}")
+
+
+def remote_location(root: Path, remote: str) -> tuple[str, str | None]:
+    """(url, endpoint) of ``remote`` as DVC reads them (``.dvc/config.local`` over ``.dvc/config``), any
+    password in the URL hidden."""
+    from configobj import ConfigObj  # DVC's own config reader
+
+    url = endpoint = None
+    for name in ("config", "config.local"):
+        path = Path(root) / ".dvc" / name
+        section = ConfigObj(str(path)).get(f'remote "{remote}"') if path.is_file() else None
+        if section:
+            url, endpoint = section.get("url", url), section.get("endpointurl", endpoint)
+    return hide(url or "no url", urlsplit(url or "").password), endpoint
+
+
+def resolves(host: str) -> bool:
+    """False only where the name service says ``host`` does not exist (not where it is unreachable)."""
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        return exc.errno not in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+    return True

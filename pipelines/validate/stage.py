@@ -52,7 +52,8 @@ def run_validate(logical_date: str, settings: ValidateParams, paths: PathsParams
     if extracted_date != logical_date:
         raise NonRetryableError(
             f"extract in {extract_dir} is for logical date {extracted_date}, "
-            f"but validate runs for --logical-date {logical_date}")
+            f"but validate runs for --logical-date {logical_date}: run extract for {logical_date} first "
+            "(a working tree holds one night at a time)")
     started = time.monotonic()
     with atomic_dir(target) as staging:
         report = validate_extract(extract_dir, staging, thresholds)

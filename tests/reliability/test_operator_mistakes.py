@@ -10,7 +10,11 @@ cases (a server that refuses connections) must exit 1, so that Airflow retries t
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,4 +218,37 @@ def test_a_mistake_is_named_once_and_changes_nothing(case, night_base, tmp_path,
     if mistake.code == EXIT_NON_RETRYABLE:
         assert "Traceback" not in said, said[-3000:]
     assert "Zq8x3-secret" not in said
+    assert stored(project) == before
+
+
+def start_stage(stage: str, params_file: Path, night: str) -> subprocess.Popen[str]:
+    """The stage as Airflow starts it: its own process, in the project's directory."""
+    return subprocess.Popen([sys.executable, "-m", f"tasks.{stage}", "--params", str(params_file),
+                             "--logical-date", night], cwd=params_file.parent, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_two_nights_started_at_once_share_the_snapshot_safely_and_a_mixed_up_stage_stops(night_base, tmp_path):
+    """Two nights' extracts in the same project at once (the DAG allows one active run; a shell or
+    ``dvc repro`` does not): the snapshot lock serialises them, so the snapshot is what two nights
+    run one after the other leave; the next stage of the night whose extract was overwritten
+    stops (exit 3) naming both nights, and changes nothing."""
+    earlier = "2026-02-09"
+    reference = copy_project(night_base, tmp_path / "reference")
+    assert run_task("extract", reference.params_file, earlier) == 0
+    assert run_task("extract", reference.params_file, NIGHT) == 0
+    project = copy_project(night_base, tmp_path / "project")
+
+    running = [start_stage("extract", project.params_file, night) for night in (earlier, NIGHT)]
+    outputs = [process.communicate(timeout=300)[0] for process in running]
+
+    assert [process.returncode for process in running] == [0, 0], "\n".join(outputs)[-3000:]
+    assert project.snapshot_files() == reference.snapshot_files()
+    extracted = json.loads((Path(project.paths["extract"]) / "manifest.json").read_text())["logical_date"]
+    other = earlier if extracted == NIGHT else NIGHT
+    before = stored(project)
+    validate = start_stage("validate", project.params_file, other)
+    said = validate.communicate(timeout=300)[0]
+    assert validate.returncode == EXIT_NON_RETRYABLE, said[-3000:]
+    assert extracted in said and other in said and "Traceback" not in said, said[-3000:]
     assert stored(project) == before

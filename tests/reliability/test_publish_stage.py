@@ -151,3 +151,51 @@ def test_a_new_champion_falls_back_to_a_full_rescore(project, small_models):
     assert run_task("publish", params_file, NIGHTS[1]) == 0
     assert summary(params)["rescore"] == ("full rescore: the model, the catalogue or publish.k changed since the "
                                           "previous publish")
+
+
+@pytest.mark.postgres
+def test_publish_without_write_grants_names_the_permission_and_changes_nothing(tmp_path, monkeypatch, small_models,
+                                                                               postgres_url, caplog, capsys):
+    """A real PostgreSQL role that may read the warehouse but not write to it: publish exits 3 (a
+    retry cannot grant a permission), says so in one line, and leaves every night's rows as they were."""
+    import uuid
+
+    import sqlalchemy as sa
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    params, params_file = make_project(tmp_path)
+    params["paths"]["warehouse_url"] = postgres_url
+    params_file.write_text(yaml.safe_dump(params))
+    stage_night(params, NIGHTS[0], small_models[0], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[0]) == 0
+    assert run_task("publish", params_file, NIGHTS[0]) == 0  # as the owner: the tables exist, night one's rows too
+    stage_night(params, NIGHTS[1], small_models[1], blessed=True)
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    before_rows, before_summary = published(params, NIGHTS[0]), summary(params)
+
+    reader = f"reader_{uuid.uuid4().hex[:10]}"
+    owner = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    database = sa.make_url(postgres_url).database
+    with owner.connect() as conn:
+        for statement in (f'CREATE ROLE "{reader}" LOGIN', f'GRANT CONNECT ON DATABASE "{database}" TO "{reader}"',
+                          f'GRANT USAGE ON SCHEMA public TO "{reader}"',
+                          f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{reader}"'):
+            conn.exec_driver_sql(statement)
+    try:
+        monkeypatch.setenv("RETRAIN_WAREHOUSE_URL", sa.make_url(postgres_url).set(username=reader)
+                           .render_as_string(hide_password=False))
+        caplog.clear()
+        capsys.readouterr()
+        assert run_task("publish", params_file, NIGHTS[1]) == EXIT_NON_RETRYABLE
+        said = "\n".join(record.getMessage() for record in caplog.records) + capsys.readouterr().err
+        assert f"publishing to the warehouse postgresql+psycopg2://{reader}@" in said, said[-2000:]
+        assert "(RETRAIN_WAREHOUSE_URL): permission denied: grant the user the rights it needs" in said, said[-2000:]
+        assert "Traceback" not in said
+    finally:
+        with owner.connect() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{reader}"')
+            conn.exec_driver_sql(f'DROP ROLE "{reader}"')
+        owner.dispose()
+    assert published(params, NIGHTS[1]).empty
+    assert published(params, NIGHTS[0]).equals(before_rows) and summary(params) == before_summary

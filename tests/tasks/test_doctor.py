@@ -98,3 +98,33 @@ def test_each_planted_mistake_is_named(case, project, tmp_path):
     assert sorted(failed) == sorted(expected), [check.line() for check in checks.values()]
     for name, says in expected.items():
         assert says in failed[name], checks[name].line()
+
+
+def test_connections_kept_by_airflow_are_found_through_its_own_lookup(project, tmp_path):
+    """No AIRFLOW_CONN_* variable: the check asks ``airflow connections get``, which reads Airflow's
+    secrets backend (here its local-file backend) before the metadata database."""
+    import sys
+
+    from tasks.doctor import check_airflow_connections
+
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "airflow").is_file():
+        pytest.skip(f"no airflow command beside {sys.executable}")
+    params, _ = project
+    warehouse = Path(params["paths"]["warehouse_url"].removeprefix("sqlite:///"))
+    kept = tmp_path / "connections.json"
+    environ = {"PATH": f"{bin_dir}:/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+               "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+               "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(kept)}),
+               "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+
+    kept.write_text(json.dumps({"warehouse": f"sqlite:///{warehouse}"}))
+    check = check_airflow_connections(environ)
+    assert check.ok, check.line()
+    assert f"warehouse from Airflow (sqlite:///{warehouse})" in check.detail
+    assert "registry not defined" in check.detail
+
+    kept.write_text(json.dumps({"warehouse": "ftp://etl:Zq8x3-secret@warehouse.example/db"}))
+    check = check_airflow_connections(environ)
+    assert not check.ok and "unsupported connection type 'ftp'" in check.detail, check.line()
+    assert "Zq8x3-secret" not in check.line()

@@ -149,3 +149,23 @@ def test_item_index_rows_carry_the_catalogue_ids_they_were_computed_for(trained,
         torch.testing.assert_close(index.get_tensor("item_vectors"), table[1:])
     with pytest.raises(ValueError, match="one item id per row"):
         save_model(model, tmp_path / "other", item_table=table, item_ids=order[:2])
+
+
+def test_keep_start_keeps_the_starting_weights_unless_an_epoch_beats_them(trained):
+    """A warm night validates the champion first (epoch 0): training that only makes it worse (here a
+    learning rate far too high) leaves it exactly as it was; training that helps replaces it."""
+    model, catalogue, sequences, _, result = trained
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    valid = validation_set(sequences)
+    harmful = shipped_params().finetune.updated(epochs=2, batch_size=16, max_seq_len=10, learning_rate=5.0,
+                                                patience=2)
+    kept = train(model, catalogue, list(sequences["train_items"]), valid, harmful, keep_start=True)
+    assert kept.best_epoch == 0 and kept.curve[0]["epoch"] == 0
+    assert all(row["valid_ndcg"] < kept.best_valid_ndcg for row in kept.curve[1:]), kept.curve
+    assert all(torch.equal(p, start[n]) for n, p in model.named_parameters())  # adapters included
+
+    fresh = SequenceRecommender(RecommenderConfig.from_params(harmful, catalogue.item_ids))
+    fresh_catalogue = Catalogue(fresh, catalogue.item_ids, [f"Item number {i} in the cycle" for i in range(N_ITEMS)])
+    helpful = harmful.updated(learning_rate=0.005, epochs=3)
+    trained_fresh = train(fresh, fresh_catalogue, list(sequences["train_items"]), valid, helpful, keep_start=True)
+    assert trained_fresh.best_epoch > 0 and trained_fresh.best_valid_ndcg > trained_fresh.curve[0]["valid_ndcg"]

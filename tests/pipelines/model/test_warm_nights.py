@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.model.training import training_examples
-from pipelines.model.warm import cutoff_seconds, new_event_windows, warm_settings
+from pipelines.model.warm import cutoff_seconds, new_event_windows, replay_sample, split_windows, warm_settings
 from tests.conftest import shipped_params
 
 
@@ -32,6 +32,22 @@ def test_windows_are_what_a_full_night_would_train_on_for_those_transitions():
     history = list("abcdefghij")
     full = training_examples([history], Rows(), 3)
     assert new_event_windows([history], [list(range(10))], cutoff_s=0, max_len=3) == full
+
+
+def test_the_earlier_windows_are_the_rest_of_a_full_nights_windows():
+    histories = [list("abcdefgh"), list("xyz"), list("pq")]
+    times = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3], [9, 10]]
+    new, old = split_windows(histories, times, cutoff_s=7, max_len=3)
+    assert new == [list("efgh"), list("pq")]
+    assert old == [list("bcde"), list("ab"), list("xyz")]
+
+
+def test_replay_draws_the_same_sample_for_the_same_seed_and_all_when_asked_for_more():
+    windows = [[str(i), str(i + 1)] for i in range(20)]
+    sample = replay_sample(windows, 5, seed=42)
+    assert len(sample) == 5 and all(w in windows for w in sample)
+    assert replay_sample(windows, 5, seed=42) == sample and replay_sample(windows, 5, seed=7) != sample
+    assert replay_sample(windows, 50, seed=42) == windows and replay_sample(windows, 0, seed=42) == []
 
 
 def test_histories_and_times_must_agree():
