@@ -234,7 +234,7 @@ def run_night(project: Path, base: dict[str, Any], day: dt.date, first: bool, la
     record = {"logical_date": logical_date, "start_ts": night_s, "end_ts": night_s + interval_s,
               "ours_trained": "cold" if first else "warm", "judged_users": len(cases.user_ids),
               "promotion": decision.get("decision"), "training": {key: training.get(key) for key in (
-                  "steps", "samples", "train_seconds", "stopped_by", "best_valid_ndcg@10", "plan")},
+                  "steps", "samples", "train_seconds", "stopped_by", "best_epoch", "best_valid_ndcg@10", "plan")},
               "quality": results, "cost": costs}
     print(format_night(record, k), flush=True)
     return record, recs
