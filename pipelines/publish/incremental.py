@@ -2,7 +2,8 @@
 
 A user's list is a function of the model, the catalogue (item ids and texts), ``publish.k`` and the
 user's own history, unless the user backs off to an interest group (whose average changes with
-everyone). So when tonight serves the very model of the previous publish over the same catalogue
+everyone). So when tonight serves the very model of the previous publish (the same weights: a warm
+night that kept the champion's weights is a new version of the same model) over the same catalogue
 and ``k`` (a night whose candidate was refused, or a rerun), every user whose history is unchanged
 and who does not back off keeps the previous night's rows; everyone else is scored again. In
 every other case (a new champion, a changed catalogue, no previous lists) it falls back to a full
@@ -23,9 +24,25 @@ import pandas as pd
 USER_LISTS_FILE = "user_lists.parquet"
 
 
-def serving_basis(artifact_sha256: str, item_ids: Sequence[str], texts: Sequence[str], k: int) -> str:
-    """What every user's list depends on besides their own history."""
-    payload = json.dumps({"model": artifact_sha256, "items": list(item_ids), "texts": list(texts), "k": k})
+# Files of a model artifact that describe it without entering its scores (the card, the manifest).
+DESCRIPTIVE_FILES = frozenset({"README.md", "manifest.json"})
+
+
+def model_digest(model_dir: Path) -> str:
+    """A digest of every file of the artifact that serving reads: two versions with the same weights
+    (their cards and manifests differ) have the same digest."""
+    from pipelines.core.io import sha256_file
+
+    root = Path(model_dir)
+    files = sorted(path for path in root.rglob("*") if path.is_file() and path.relative_to(root).as_posix()
+                   not in DESCRIPTIVE_FILES)
+    listing = [(path.relative_to(root).as_posix(), sha256_file(path)) for path in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def serving_basis(model_sha256: str, item_ids: Sequence[str], texts: Sequence[str], k: int) -> str:
+    """What every user's list depends on besides their own history (``model_sha256``: ``model_digest``)."""
+    payload = json.dumps({"model": model_sha256, "items": list(item_ids), "texts": list(texts), "k": k})
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

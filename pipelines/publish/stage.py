@@ -136,7 +136,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     group_rows += publish_groups.explicit_group_lists(scorer, profiles.groups,
                                                       dict(zip(user_ids, histories)), item_ids, choice, settings, k)
     group_seconds = time.perf_counter() - started
-    basis = incremental.serving_basis(champion.artifact_sha256, item_ids, texts, k)
+    basis = incremental.serving_basis(incremental.model_digest(model_dir), item_ids, texts, k)
     hashes = incremental.history_hashes(histories)
     reuse = incremental.reusable(*incremental.previous_lists(Path(paths.publish), basis), user_ids, hashes,
                                  backs_off(histories, averages, choice))

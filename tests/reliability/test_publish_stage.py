@@ -144,6 +144,23 @@ def test_under_the_same_champion_only_changed_users_are_rescored_and_rows_equal_
     assert not changed_rows["item_id"].eq("i23").any()  # the new history is excluded: they were rescored
 
 
+def test_a_new_version_with_the_champions_weights_keeps_the_lists(project, small_models):
+    """A warm night that kept the champion's weights is promoted as a new version of the same model:
+    its card differs, its scores do not, so unchanged users keep their rows (under the new version)."""
+    params, params_file = project
+    before = published(params, NIGHTS[0])
+    stage_night(params, NIGHTS[1], small_models[0], blessed=True)  # the same weights as version 1
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    result = summary(params)
+    assert (result["model_version"], result["rescore"]) == (
+        2, f"incremental: {len(USER_IDS)} of {len(USER_IDS)} users unchanged under the same model kept their lists; "
+           "0 rescored")
+    tonight = published(params, NIGHTS[1])
+    assert set(tonight["model_version"]) == {2}
+    assert tonight[["user_id", "rank", "item_id"]].equals(before[["user_id", "rank", "item_id"]])
+
+
 def test_a_new_champion_falls_back_to_a_full_rescore(project, small_models):
     params, params_file = project
     stage_night(params, NIGHTS[1], small_models[1], blessed=True)
