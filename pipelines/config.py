@@ -183,6 +183,7 @@ class WarmNightParams(Section):
     learning_rate_scale: float = Field(gt=0)
     train_text_tower: bool
     patience: PositiveInt
+    keep_champion_unless_better: bool  # the champion's weights compete as epoch 0
 
 
 class FinetuneParams(Section):

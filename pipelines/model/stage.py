@@ -89,7 +89,8 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     reports; the night is the profiles manifest's logical date. Under DDP only the main process writes.
 
     A night that starts from the champion trains as ``finetune.warm_nights`` says (``pipelines.model.warm``)
-    and keeps the champion's weights unless an epoch beats them on validation."""
+    and, with ``keep_champion_unless_better``, keeps the champion's weights unless an epoch beats them
+    on validation."""
     import torch
 
     from pipelines.core.io import atomic_dir, read_json, write_manifest
@@ -115,7 +116,8 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     valid = validation_set(profiles.sequences)
     if plan.histories:
         result = train(model, plan.catalogue, plan.histories, valid, plan.settings, runtime=runtime,
-                       checkpoint_dir=checkpoints, fingerprint=fingerprint, keep_start=warm)
+                       checkpoint_dir=checkpoints, fingerprint=fingerprint,
+                       keep_start=warm and settings.warm_nights.keep_champion_unless_better)
         if warm and result.best_epoch == 0:
             log.info("warm night: no epoch beat the champion on validation (NDCG@10 %.4f): the candidate keeps the "
                      "champion's weights", result.best_valid_ndcg)

@@ -46,7 +46,7 @@ def test_the_command_replays_nights_and_writes_results(tmp_path):
     env = {**os.environ, "TMPDIR": str(scratch), "HF_HUB_OFFLINE": "1",
            "RETRAIN_WAREHOUSE_URL": f"sqlite:///{tmp_path}/must-not-be-used.db"}
     run = subprocess.run([sys.executable, "bench/nights.py", str(dataset), "--nights", "2", "--night-days", "1",
-                          "--budget-minutes", "0.05", "--out", str(out), "--threads", "1"],
+                          "--budget-minutes", "0.05", "--out", str(out), "--threads", "1", "--keep"],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
     document = json.loads((out / "nights-ml-timeline.json").read_text())
@@ -69,3 +69,19 @@ def test_the_command_replays_nights_and_writes_results(tmp_path):
     recs = (out / "nights-recs-ml-timeline.csv").read_text().splitlines()
     assert recs[0] == "user_id,rank,item_id" and len(recs) == 1 + 10 * last["judged_users"]
     assert not (tmp_path / "must-not-be-used.db").exists()
+
+    # bench/warm_variants.py on the kept project: each variant's own candidate, judged on the same interval.
+    [project] = scratch.glob("bench-nights-*")
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"shipped": {}, "no champion": {"warm_nights": {
+        "keep_champion_unless_better": False, "learning_rate_scale": 5.0}}}))
+    compared = subprocess.run([sys.executable, "bench/warm_variants.py", str(project), "--nights", "1998-03-08",
+                               "--night-days", "1", "--variants", str(variants)],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert compared.returncode == 0, compared.stderr[-4000:]
+    rows = {line.split()[1]: line for line in compared.stdout.splitlines() if line.startswith("1998-03-08")}
+    assert set(rows) == {"shipped", "no"}, compared.stdout
+    shipped_ndcg = float(rows["shipped"].split("NDCG@10 ")[1].split()[0])
+    assert 0.0 <= shipped_ndcg <= 1.0
+    assert (project / "variants" / "1998-03-08" / "no champion" / "candidate" / "manifest.json").is_file()
+    assert "mean next-interval NDCG@10 over the nights:" in compared.stdout
