@@ -23,7 +23,6 @@ settings on nights before the one you report (the validation nights), never on i
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import datetime as dt
 import json
@@ -38,15 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` (and the project)
 
 from bench.nights import DAY_S, candidate_scorer, midnight_s, night_slices, read_events  # noqa: E402
 from bench.quality import progress, stage_env  # noqa: E402
-
-
-def laid_over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` merged in, nested mappings key by key."""
-    merged = dict(base)
-    for key, value in changes.items():
-        merged[key] = laid_over(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value
-    return merged
+from pipelines.config import laid_over  # noqa: E402
 
 
 def run_stage(project: Path, stage: str, params_file: Path, night: str) -> None:
@@ -98,7 +89,7 @@ def compare(project: Path, nights: list[str], variants: dict[str, dict[str, Any]
             run_stage(project, stage, night_file, night)
         for name, changes in variants.items():
             out = project / "variants" / night / name.replace("/", "_")
-            variant = laid_over(copy.deepcopy(params), {"finetune": changes, "paths": {
+            variant = laid_over(params, {"finetune": changes, "paths": {
                 key: str(out / key) for key in ("candidate", "reports", "checkpoints")}})
             variant_file = out / "params.yaml"
             out.mkdir(parents=True, exist_ok=True)

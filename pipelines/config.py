@@ -308,6 +308,15 @@ class Params(Section):
         return self.model_dump(by_alias=True, mode="python")
 
 
+def laid_over(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Raw params ``base`` with ``changes`` merged in, nested mappings key by key (an override file)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        nested = isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+        merged[key] = laid_over(base[key], value) if nested else value
+    return merged
+
+
 def load_params(path: str | Path = "params.yaml", environ: Mapping[str, str] | None = None) -> Params:
     """Reads and validates params.yaml; connection URLs may come from the environment instead.
 

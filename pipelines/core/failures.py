@@ -9,8 +9,10 @@ warehouse's own connection loop asks the same question, so it never retries a wr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
+from collections.abc import Callable, Iterator
 
 from pipelines.core.io import NonRetryableError
 
@@ -64,3 +66,21 @@ def permanent_reason(exc: BaseException) -> str | None:
 def hide(text: str, secret: str | None) -> str:
     """``text`` with ``secret`` replaced by *** (a driver may echo what it was given)."""
     return text.replace(secret, "***") if secret else text
+
+
+@contextlib.contextmanager
+def named_if_permanent(where: str | Callable[[], str], secret: str | None = None,
+                       errors: tuple[type[Exception], ...] = (Exception,)) -> Iterator[None]:
+    """Re-raises an ``errors`` failure no retry can fix as ``NonRetryableError("<where>: <what to do>")``,
+    so the one line names the resource; transient failures and NonRetryableErrors pass unchanged.
+    ``where`` may be a function, called only on such a failure (when naming the resource costs work);
+    ``secret`` is hidden from the message."""
+    try:
+        yield
+    except NonRetryableError:
+        raise
+    except errors as exc:
+        advice = permanent_reason(exc)
+        if advice is None:
+            raise
+        raise NonRetryableError(f"{where() if callable(where) else where}: {hide(advice, secret)}") from None

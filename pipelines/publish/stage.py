@@ -74,19 +74,12 @@ def write_night(url: Any, source: str, logical_date: str, version: int, recs: An
     Raises:
         NonRetryableError: the write failed for good; nothing was written (one transaction).
     """
-    from pipelines.core.failures import hide, permanent_reason
-    from pipelines.core.io import NonRetryableError
+    from pipelines.core.failures import named_if_permanent
     from pipelines.core.warehouse import redact
     from pipelines.publish.writer import write_recommendations
 
-    try:
+    with named_if_permanent(f"publishing to the warehouse {redact(url)} ({source})", url.password):
         return write_recommendations(url, logical_date, version, recs, extra=tables)
-    except Exception as exc:
-        advice = permanent_reason(exc)
-        if advice is None or isinstance(exc, NonRetryableError):
-            raise
-        raise NonRetryableError(f"publishing to the warehouse {redact(url)} ({source}): "
-                                f"{hide(advice, url.password)}") from None
 
 
 def write_summary(paths: PathsParams, logical_date: str, summary: Mapping[str, Any], lists=None) -> None:

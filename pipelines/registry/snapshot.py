@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.core.failures import permanent_reason
+from pipelines.core.failures import named_if_permanent
 from pipelines.core.io import NonRetryableError, sha256_file
 from pipelines.registry.nights import (PARAMS_FILE, commit_night, params_in_place, params_that_ran,
                                        restore_operator_params, run_by_dvc, set_night_date)
@@ -101,14 +101,13 @@ def _commit(root: Path, stages: tuple[str, ...]) -> None:
         NonRetryableError: the outputs could not be written into the DVC cache for such a reason.
         SnapshotError: any other failure (retryable).
     """
-    try:
+
+    def where() -> str:  # asks DVC for its cache only once a commit has failed
+        return (f"committing {', '.join(stages) or 'the stages'} to the DVC cache {cache_dir(root)} "
+                "(`dvc cache dir` sets it)")
+
+    with named_if_permanent(where, errors=(SnapshotError,)):
         run_dvc(root, "commit", "--force", *stages)
-    except SnapshotError as exc:
-        reason = permanent_reason(exc)
-        if reason is None:
-            raise
-        raise NonRetryableError(f"committing {', '.join(stages) or 'the stages'} to the DVC cache {cache_dir(root)} "
-                                f"(`dvc cache dir` sets it) failed: {reason}") from None
 
 
 def cache_dir(root: Path) -> str:

@@ -63,7 +63,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from pipelines.registry import migrations
-from pipelines.core.failures import hide, permanent_reason
+from pipelines.core.failures import named_if_permanent
 from pipelines.core.io import NonRetryableError, sha256_dir
 
 log = logging.getLogger(__name__)
@@ -262,13 +262,10 @@ class Registry:
         self.artifact_store.mkdir(parents=True, exist_ok=True)
         self._engine = _create_engine(parsed)
         try:
-            self._migrate()
-        except BaseException as exc:
+            with named_if_permanent(f"registry {self._safe_url} ({REGISTRY_SETTING})", parsed.password):
+                self._migrate()
+        except BaseException:
             self._engine.dispose()
-            advice = permanent_reason(exc) if isinstance(exc, Exception) else None
-            if advice is not None and not isinstance(exc, NonRetryableError):
-                raise NonRetryableError(f"registry {self._safe_url} ({REGISTRY_SETTING}): "
-                                        f"{hide(advice, parsed.password)}") from None
             raise
         log.info("registry opened at %s (artifacts in %s)", self._safe_url, self.artifact_store)
 
@@ -306,17 +303,15 @@ class Registry:
         sha = sha256_dir(model_dir)
         target = self.artifact_store / sha
         if not target.exists():
-            try:
-                _copy_into_place(model_dir, target, sha)
-            except OSError as exc:  # a full or read-only disk: name the store, not a staging file in it
-                if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
-                    # copytree's error lists one (source, target, why) per file that failed
-                    exc = OSError(exc.args[0][0][2])
-                advice = permanent_reason(exc)
-                if advice is None:
+            # A full or read-only disk names the store, not a staging file in it.
+            with named_if_permanent(f"artifact store {self.artifact_store} ({ARTIFACT_STORE_SETTING})",
+                                    errors=(OSError,)):
+                try:
+                    _copy_into_place(model_dir, target, sha)
+                except shutil.Error as exc:  # copytree lists one (source, target, why) per file that failed
+                    if exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+                        raise OSError(exc.args[0][0][2]) from exc
                     raise
-                raise NonRetryableError(f"artifact store {self.artifact_store} ({ARTIFACT_STORE_SETTING}): "
-                                        f"{advice}") from None
         _verify(target, sha)
         return sha, target
 
@@ -579,19 +574,13 @@ class Registry:
             NonRetryableError: the database refused the write for a reason no retry can fix (a
                 read-only or full disk, a denied permission); the message names the registry.
         """
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{_WRITE_OPTION: True})
-                with conn.begin():
-                    if self._dialect == "postgresql":
-                        conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
-                    yield conn
-        except DBAPIError as exc:
-            advice = permanent_reason(exc)
-            if advice is None:
-                raise
-            raise NonRetryableError(f"registry {self._safe_url} ({REGISTRY_SETTING}): "
-                                    f"{hide(advice, self._engine.url.password)}") from None
+        with named_if_permanent(f"registry {self._safe_url} ({REGISTRY_SETTING})", self._engine.url.password,
+                                errors=(DBAPIError,)), self._engine.connect() as conn:
+            conn.execution_options(**{_WRITE_OPTION: True})
+            with conn.begin():
+                if self._dialect == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
+                yield conn
 
 
 def create_database(url: str) -> bool:

@@ -126,6 +126,13 @@ def said(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -
     return "\n".join(record.getMessage() for record in caplog.records) + "\n" + capsys.readouterr().err
 
 
+def stopped_for_good(code: int, output: str, *parts: str) -> None:
+    """Exit 3 (no retry), one line naming every one of ``parts``, and no traceback."""
+    assert code == EXIT_NON_RETRYABLE, output[-3000:]
+    one_line_with(output, *parts)
+    assert "Traceback" not in output
+
+
 def one_line_with(text: str, *parts: str) -> str:
     """The line of ``text`` that holds every one of ``parts``; fails showing the text if none does."""
     lines = [line for line in text.splitlines() if all(part in line for part in parts)]
@@ -147,10 +154,8 @@ def test_a_rollback_on_a_read_only_registry_names_the_registry(tmp_path, monkeyp
 
         code = cli.main(["--params", str(params_file), "registry", "rollback", "--reason", "bad night"])
 
-        output = said(caplog, capsys)
-        assert code == EXIT_NON_RETRYABLE, output[-3000:]
-        one_line_with(output, "paths.registry_url or RETRAIN_REGISTRY_URL", str(disk / "registry.db"), "read-only")
-        assert "Traceback" not in output
+        stopped_for_good(code, said(caplog, capsys), "paths.registry_url or RETRAIN_REGISTRY_URL",
+                         str(disk / "registry.db"), "read-only")
         assert stored(params) == before
 
 
@@ -166,10 +171,7 @@ def test_promote_on_a_read_only_disk_names_the_artifact_store(tmp_path, monkeypa
 
         code = run_task("promote", params_file, NIGHTS[1])
 
-        output = said(caplog, capsys)
-        assert code == EXIT_NON_RETRYABLE, output[-3000:]
-        one_line_with(output, "paths.artifact_store", str(disk / "artifacts"), "read-only")
-        assert "Traceback" not in output
+        stopped_for_good(code, said(caplog, capsys), "paths.artifact_store", str(disk / "artifacts"), "read-only")
         assert stored(params) == before
 
 
@@ -185,10 +187,7 @@ def test_promote_on_a_full_disk_stores_no_half_version(tmp_path, monkeypatch, ca
 
         code = run_task("promote", params_file, NIGHTS[1])
 
-        output = said(caplog, capsys)
-        assert code == EXIT_NON_RETRYABLE, output[-3000:]
-        one_line_with(output, "the disk is full", str(disk / "artifacts"))
-        assert "Traceback" not in output
+        stopped_for_good(code, said(caplog, capsys), "the disk is full", str(disk / "artifacts"))
         assert stored(params) == before  # no version row, champion kept, no partial artifact directory
 
 
@@ -249,9 +248,7 @@ def test_a_full_dvc_cache_fails_the_push_naming_the_cache(dvc_base, tmp_path):
 
         done = transfer(root, "push", "--stage", "extract", env={"RETRAIN_DVC_REMOTE_URL": str(remote)})
 
-        assert done.returncode == EXIT_NON_RETRYABLE, done.stderr[-3000:]
-        one_line_with(done.stderr, "the disk is full", str(cache))
-        assert "Traceback" not in done.stderr
+        stopped_for_good(done.returncode, done.stderr, "the disk is full", str(cache))
         assert dvc_stored(cache, remote) == before
         assert not list(cache.rglob("*.tmp")), "DVC's half-written copy is left in the cache"
         assert not (root / "record.json").exists()  # no record of a stage that is in no cache
@@ -304,9 +301,8 @@ def test_a_remote_whose_host_does_not_resolve_is_named(dvc_base, tmp_path, direc
 
     done = transfer_through(dvc_base, tmp_path, direction, UNRESOLVABLE)
 
-    assert done.returncode == EXIT_NON_RETRYABLE, done.stderr[-3000:]
-    one_line_with(done.stderr, "'nightly'", "no-such-host.invalid", "does not resolve", "RETRAIN_DVC_REMOTE_ENDPOINT")
-    assert "Traceback" not in done.stderr
+    stopped_for_good(done.returncode, done.stderr, "'nightly'", "no-such-host.invalid", "does not resolve",
+                     "RETRAIN_DVC_REMOTE_ENDPOINT")
 
 
 @pytest.mark.parametrize("direction", ["push", "pull"])

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.config import laid_over
 from pipelines.core.drivers import installed
 from pipelines.core.io import sha256_dir
 from tasks import cli
@@ -152,15 +153,6 @@ def stored(project: Project) -> dict[str, Any]:
     paths = project.paths
     return {**project.stored(), "snapshot": project.snapshot_files(),
             "extract": sha256_dir(Path(paths["extract"])), "profiles": sha256_dir(Path(paths["profiles"]))}
-
-
-def laid_over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` merged in, nested mappings key by key."""
-    merged = dict(base)
-    for key, value in changes.items():
-        merged[key] = laid_over(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value
-    return merged
 
 
 def with_mistake(project: Project, mistake: Mistake) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.config import laid_over
 from pipelines.core.io import sha256_file
 from tasks.doctor import run_checks
 from tasks import cli
 from tests.e2e.helpers import tiny_project
-from tests.reliability.test_operator_mistakes import corrupt_base_model, laid_over
+from tests.reliability.test_operator_mistakes import corrupt_base_model
 
 CHECKS = ["params", "warehouse", "registry", "artifact store", "DVC cache", "DVC remote", "base model", "device",
           "Airflow connections"]
