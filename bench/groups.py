@@ -184,8 +184,10 @@ def judge_ours(trained: Mapping[str, Any], rows: Mapping[str, np.ndarray], group
     results["ours"] = {**results[chosen], "strategy": trained["chosen"]}
     test_scores["ours"] = test_scores[chosen]
     return {"strategy": trained["chosen"], "chosen_on": "the groups' validation choices "
-            f"({trained['validation_groups']} groups' held-out second-to-last training choice)",
-            "training": trained["training"], "stage_seconds": trained["stage_seconds"]}
+            f"({trained['validation_groups']} groups' held-out second-to-last training choice, where no member "
+            "made it alone)",
+            "item_model": trained.get("item_model"), "training": trained["training"],
+            "stage_seconds": trained["stage_seconds"]}
 
 
 def run(dataset_dir: Path, lambdas: list[float], seed: int,

@@ -268,6 +268,9 @@ class GroupsParams(Section):
     sampled_groups: int = Field(ge=0)
     backoff_strengths: list[float] = Field(min_length=1)
     backoff_max_interactions: PositiveInt
+    item_model_lambdas: list[float]  # group_model's EASE part: L2 weights tried; empty = off
+    item_model_weights: list[float]  # its blend weights tried (0 = off, always worth listing)
+    item_model_max_items: PositiveInt  # larger catalogues skip it (its Gram matrix is items^2)
     profile_items: PositiveInt
     profile_categories: PositiveInt
     seed: int
@@ -278,6 +281,20 @@ class GroupsParams(Section):
         if any(size < 2 for size in sizes):
             raise ValueError(f"a group has at least 2 members, got {sizes}")
         return sizes
+
+    @field_validator("item_model_lambdas")
+    @classmethod
+    def _lambdas(cls, lambdas: list[float]) -> list[float]:
+        if any(lam <= 0 for lam in lambdas):
+            raise ValueError(f"every L2 weight must be > 0, got {lambdas}")
+        return lambdas
+
+    @field_validator("item_model_weights")
+    @classmethod
+    def _weights(cls, weights: list[float]) -> list[float]:
+        if any(w < 0 for w in weights):
+            raise ValueError(f"every blend weight must be >= 0 (0 = the item model off), got {weights}")
+        return weights
 
     @field_validator("backoff_strengths")
     @classmethod

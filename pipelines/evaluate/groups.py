@@ -6,7 +6,8 @@
   (``pipelines.groups.sampling``) and on the warehouse's explicit groups when it has them. Every
   strategy of ``groups.strategies`` is scored on validation; the best one serves (explicit groups
   decide when there are any: they are the real thing). Explicit groups also try ``group_model``
-  (the model on the group's own history plus its members' average); ``explicit_strategy`` is
+  (the model on the group's own history plus its members' average, plus EASE on the group's whole
+  history where validation wants it: ``pipelines.groups.item_model``); ``explicit_strategy`` is
   the best of all on their validation choices.
 * Cold users: users with at most ``groups.backoff_max_interactions`` blend with their interest
   group; the strength is chosen on validation over all evaluated users (so warm users are not
@@ -31,6 +32,7 @@ from pipelines.evaluate.analysis import COLD_USER_MAX, bootstrap_interval, resam
 from pipelines.groups.aggregation import GROUP_MODEL, group_model_scores, group_scores
 from pipelines.groups.backoff import backoff_weights, blend_with_group, choose_strength, interest_group_scores
 from pipelines.groups.evaluation import hit_at_k, ndcg_at_k, target_ranks
+from pipelines.groups.item_model import OFF, ItemModelChoice, choose_item_model, fitted_item_part
 from pipelines.groups.sampling import sample_groups
 
 if TYPE_CHECKING:
@@ -138,15 +140,17 @@ def explicit_cases(groups: pd.DataFrame | None, user_row: Mapping[str, int], ite
     return cases
 
 
-def explicit_ranks(scores: np.ndarray, cases: list[GroupCase], own: np.ndarray, strategy: str, k: int,
-                   relevant_items: int) -> np.ndarray:
-    """Each case's target rank; ``own`` holds the model's scores of each group's own history."""
+def explicit_ranks(scores: np.ndarray, cases: list[GroupCase], own: np.ndarray, item_part: np.ndarray | None,
+                   strategy: str, k: int, relevant_items: int) -> np.ndarray:
+    """Each case's target rank; ``own`` holds the model's scores of each group's own history and
+    ``item_part`` the group item model's weighted scores of it (None: off)."""
     ranks = []
-    for case, own_scores in zip(cases, own):
+    for index, (case, own_scores) in enumerate(zip(cases, own)):
         exclude = np.array(case.excluded, dtype=np.int64)
-        ranked = (group_model_scores(own_scores, scores[case.members], exclude=exclude) if strategy == GROUP_MODEL
-                  else group_scores(scores[case.members], strategy, k=k, relevant_items=relevant_items,
-                                    exclude=exclude))
+        ranked = (group_model_scores(own_scores, scores[case.members], exclude=exclude,
+                                     item_part=None if item_part is None else item_part[index])
+                  if strategy == GROUP_MODEL else
+                  group_scores(scores[case.members], strategy, k=k, relevant_items=relevant_items, exclude=exclude))
         ranks.append(target_ranks(ranked[None, :], [case.target], [case.excluded])[0])
     return np.array(ranks, dtype=np.int64)
 
@@ -183,22 +187,26 @@ def evaluate_groups(scorers: Mapping[str, Scorer], user_vectors: np.ndarray, seq
     models: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, list[float]]] = {}
     chosen, explicit_chosen, strategies, backoff = None, None, {}, None
+    item_choice, item_parts = OFF, (None, None)
     for name, scorer in scorers.items():
         valid = score_matrix(scorer, histories["valid"], len(item_ids))
         test = score_matrix(scorer, histories["test"], len(item_ids))
         own_valid = score_matrix(scorer, [case.history for case in explicit_valid], len(item_ids))
         own_test = score_matrix(scorer, [case.history for case in explicit_test], len(item_ids))
         if name == candidate_name:
-            strategies = compare_strategies(valid, test, people, sampled, (explicit_valid, own_valid),
-                                            (explicit_test, own_test), settings, k)
+            item_choice, item_parts = group_item_model(valid, own_valid, people, explicit, explicit_valid,
+                                                       explicit_test, item_ids, settings, k)
+            strategies = compare_strategies(valid, test, people, sampled, (explicit_valid, own_valid, item_parts[0]),
+                                            (explicit_test, own_test, item_parts[1]), settings, k)
             chosen = choose_strategy(strategies, k, explicit=bool(explicit_valid))
             explicit_chosen = (choose_strategy(strategies, k, explicit=True, candidates=list(strategies))
                                if explicit_valid else chosen)
             backoff = choose_backoff(valid, test, labels, n_groups, people, settings, k)
         strength = 0.0 if name == MOSTPOP or backoff is None else backoff["strength"]
+        item_part = None if name == MOSTPOP else item_parts[1]  # MostPop stays popularity alone
         models[name], intervals[name] = gate_metrics(valid, test, labels, n_groups, people, sampled,
-                                                     (explicit_test, own_test), (chosen, explicit_chosen), strength,
-                                                     settings, k, n_resamples, seed)
+                                                     (explicit_test, own_test, item_part), (chosen, explicit_chosen),
+                                                     strength, settings, k, n_resamples, seed)
         log.info("groups, %s: %s", name, {m: round(v, 4) for m, v in models[name].items()})
     if backoff is not None and MOSTPOP in models:
         backoff["cold"]["MostPop"] = {f"ndcg@{k}": models[MOSTPOP][f"cold_ndcg@{k}"],
@@ -213,11 +221,38 @@ def evaluate_groups(scorers: Mapping[str, Scorer], user_vectors: np.ndarray, seq
         "strategies": strategies,
         "sampled_groups": {str(size): sum(len(g) == size for g in sampled) for size in settings.sampled_group_sizes},
         "explicit_groups": len(explicit_test),
+        "item_model": item_choice.record(),
         "backoff": backoff, "models": models, "intervals": intervals,
     }
 
 
-ExplicitPhase = tuple[list[GroupCase], np.ndarray]  # the cases and the model's scores of their own histories
+# The cases, the model's scores of their own histories, and the group item model's part (None: off)
+ExplicitPhase = tuple[list[GroupCase], np.ndarray, "np.ndarray | None"]
+
+
+def group_item_model(valid: np.ndarray, own_valid: np.ndarray, people: Population, explicit: pd.DataFrame | None,
+                     valid_cases: list[GroupCase], test_cases: list[GroupCase], item_ids: Sequence[str],
+                     settings: GroupsParams, k: int
+                     ) -> tuple[ItemModelChoice, tuple[np.ndarray | None, np.ndarray | None]]:
+    """The group item model chosen on the explicit groups' validation choices (EASE fitted on the
+    groups' training items and the users' training histories), and its weighted scores of each
+    validation and test case (the test ones refitted with the validation items added)."""
+    if not valid_cases:
+        return OFF, (None, None)
+    column = {item: i for i, item in enumerate(item_ids)}
+    groups_train = [[column[i] for i in items if i in column] for items in explicit["train_items"]]
+    groups_train_valid = [h + ([column[v]] if isinstance(v, str) and v in column else [])
+                          for h, v in zip(groups_train, explicit["valid_item"])]
+    base = np.stack([group_model_scores(own, valid[case.members], exclude=np.array(case.excluded, dtype=np.int64))
+                     for case, own in zip(valid_cases, own_valid)])
+    choice, valid_part = choose_item_model(
+        [*groups_train, *people.train], [case.excluded for case in valid_cases], base,
+        [case.target for case in valid_cases], [case.excluded for case in valid_cases],
+        lambdas=settings.item_model_lambdas, weights=settings.item_model_weights,
+        max_items=settings.item_model_max_items, k=k)
+    test_part = fitted_item_part([*groups_train_valid, *people.train_valid], [case.excluded for case in test_cases],
+                                 len(item_ids), choice, settings.item_model_max_items)
+    return choice, (valid_part, test_part)
 
 
 def compare_strategies(valid: np.ndarray, test: np.ndarray, people: Population, sampled: list[np.ndarray],
@@ -229,15 +264,16 @@ def compare_strategies(valid: np.ndarray, test: np.ndarray, people: Population, 
     strategies = [*settings.strategies, *([GROUP_MODEL] if explicit_valid[0] else [])]
     for strategy in strategies:
         row: dict[str, dict[str, float]] = {}
-        for phase, scores, targets, history, (cases, own) in (
+        for phase, scores, targets, history, explicit_phase in (
                 ("validation", valid, people.valid_target, people.train, explicit_valid),
                 ("test", test, people.test_target, people.train_valid, explicit_test)):
+            cases, own, item_part = explicit_phase
             row[phase] = {}
             if strategy != GROUP_MODEL:
                 mean, least = member_lists(scores, sampled, targets, history, strategy, k, settings.relevant_items)
                 row[phase] = {f"member_mean_ndcg@{k}": _mean(mean), f"member_min_ndcg@{k}": _mean(least)}
             if cases:
-                ranks = explicit_ranks(scores, cases, own, strategy, k, settings.relevant_items)
+                ranks = explicit_ranks(scores, cases, own, item_part, strategy, k, settings.relevant_items)
                 row[phase].update({f"group_ndcg@{k}": _mean(ndcg_at_k(ranks, k)),
                                    f"group_hr@{k}": _mean(hit_at_k(ranks, k))})
         out[strategy] = row

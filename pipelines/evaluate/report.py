@@ -305,7 +305,8 @@ def _groups_view(groups: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | N
                f"users merged into their nearest group. Strategy serving: {groups.get('strategy')}, chosen on "
                f"{groups.get('strategy_chosen_on')} (validation). Evaluation groups drawn within interest groups: "
                f"{', '.join(f'{n} of size {size}' for size, n in _mapping(groups.get('sampled_groups')).items())}; "
-               f"explicit groups with a test choice: {_fmt_plain(groups.get('explicit_groups'))}.")
+               f"explicit groups with a test choice: {_fmt_plain(groups.get('explicit_groups'))}."
+               f"{_item_model_note(_mapping(groups.get('item_model')), groups.get('explicit_strategy'))}")
     recorded = {m for row in _mapping(groups.get("strategies")).values() for m in _mapping(_mapping(row).get("test"))}
     strategy_metrics = sorted(recorded, key=_group_metric_order)
     strategies = Table(
@@ -323,6 +324,18 @@ def _groups_view(groups: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | N
                            for m in metric_names)] for n in names])
     return {"summary": summary, "strategies": strategies, "metrics": metrics,
             "backoff": _backoff_view(_mapping(groups.get("backoff")), ctx)}
+
+
+def _item_model_note(item_model: Mapping[str, Any], explicit_strategy: Any) -> str:
+    """What the explicit groups are served with, and group_model's item-item part (EASE)."""
+    if explicit_strategy is None or not item_model:
+        return ""
+    note = f" Explicit groups are served with {explicit_strategy}"
+    if item_model.get("weight"):
+        return (f"{note}; group_model adds EASE over the whole history of each group (L2 weight "
+                f"{_fmt_plain(item_model.get('lambda'))}, blend weight {_fmt_plain(item_model.get('weight'))}, "
+                f"{item_model.get('reason')}).")
+    return f"{note}; the EASE part of group_model is {item_model.get('reason')}."
 
 
 def _group_metric_order(metric: str) -> tuple[int, str]:

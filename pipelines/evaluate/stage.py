@@ -53,7 +53,8 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
     serving = {"strategy": group_section["strategy"], "explicit_strategy": group_section["explicit_strategy"],
                "backoff_strength": group_section["backoff"]["strength"],
                "backoff_max_interactions": group_section["backoff"]["max_interactions"],
-               "chosen_on": group_section["strategy_chosen_on"]}
+               "chosen_on": group_section["strategy_chosen_on"],
+               "item_model": {key: group_section["item_model"][key] for key in ("lambda", "weight")}}
     models = {**{name: result["metrics"] for name, result in judged["models"].items()}, "groups": serving}
     blessing.update(champion_version=champion_version, logical_date=source["logical_date"])
     log.info("decision: %s (%s)", blessing["decision"], blessing["reason"])

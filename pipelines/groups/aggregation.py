@@ -120,9 +120,12 @@ def _available(items: int, exclude: np.ndarray | None) -> np.ndarray:
 GROUP_MODEL = "group_model"  # explicit groups only: they have a history of their own
 
 
-def group_model_scores(own_scores: np.ndarray, member_scores: np.ndarray, *, exclude: np.ndarray | None = None
-                       ) -> np.ndarray:
+def group_model_scores(own_scores: np.ndarray, member_scores: np.ndarray, *, exclude: np.ndarray | None = None,
+                       item_part: np.ndarray | None = None) -> np.ndarray:
     """A group with its own history: the model's standardised scores for that history (what the
-    group chose together) plus the ``average`` of its members' scores; excluded items ``-inf``."""
+    group chose together) plus the ``average`` of its members' scores, plus ``item_part`` (the
+    weighted item-item scores of the whole history, ``pipelines.groups.item_model``) where given;
+    excluded items ``-inf``."""
     own = standardised(np.asarray(own_scores, dtype=np.float64)[None, :])[0]
-    return own + group_scores(member_scores, "average", k=1, exclude=exclude)
+    scores = own + group_scores(member_scores, "average", k=1, exclude=exclude)
+    return scores if item_part is None else scores + item_part

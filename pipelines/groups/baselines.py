@@ -37,8 +37,10 @@ def binary_rows(histories: Sequence[Iterable[int]], n_items: int) -> np.ndarray:
 class EaseFamily:
     """EASE weights for any L2 weight from one eigendecomposition of X^T X (float64)."""
 
-    def __init__(self, rows: np.ndarray) -> None:
-        self.eigenvalues, self.eigenvectors = np.linalg.eigh(rows.T @ rows)
+    def __init__(self, rows: np.ndarray | None = None, *, gram: np.ndarray | None = None) -> None:
+        if (rows is None) == (gram is None):
+            raise ValueError("EaseFamily takes the rows or their Gram matrix, not both")
+        self.eigenvalues, self.eigenvectors = np.linalg.eigh(rows.T @ rows if gram is None else gram)
 
     def weights(self, lam: float) -> np.ndarray:
         """B = I - P diag(1/diag(P)) with P = (X^T X + lam I)^-1, so diag(B) = 0."""
@@ -46,6 +48,15 @@ class EaseFamily:
         weights = -inverse / np.diag(inverse)[None, :]
         np.fill_diagonal(weights, 0.0)
         return weights
+
+    def scores(self, rows: np.ndarray, lam: float) -> np.ndarray:
+        """``rows @ weights(lam)`` without forming the (items, items) weights: with R P computed
+        through the eigenvectors, (R B)_ij = R_ij - (R P)_ij / P_jj. For a few rows this costs
+        rows x items^2 instead of items^3."""
+        shrink = 1.0 / (self.eigenvalues + lam)
+        projected = (rows @ self.eigenvectors) * shrink
+        diagonal = (self.eigenvectors ** 2) @ shrink
+        return rows - (projected @ self.eigenvectors.T) / diagonal[None, :]
 
 
 def metrics(scores: np.ndarray, cases: Cases, k: int) -> dict[str, float]:

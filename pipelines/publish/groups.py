@@ -9,6 +9,8 @@
   the strategy chosen on validation and recorded with the serving version. An interest group's list
   is aggregated over at most ``LIST_MEMBERS`` members nearest its centre and leaves out the items
   most of them have already chosen; an explicit group's list leaves out the group's own history.
+* **Explicit groups served by ``group_model``** add the group item model (EASE over every group's
+  and user's whole history, ``pipelines.groups.item_model``) at the recorded L2 and blend weights.
 * **Cold users back off**: the list of each user with at most the recorded
   ``backoff_max_interactions`` comes from ``w * z(own) + (1 - w) * z(group)`` with
   ``w = n / (n + c)`` (``pipelines.groups.backoff``), c the recorded backoff strength.
@@ -31,6 +33,7 @@ from pipelines.groups.aggregation import GROUP_MODEL, group_model_scores, group_
 from pipelines.groups.backoff import backoff_weights, blend_with_group
 from pipelines.groups.describe import describe_group
 from pipelines.groups.discovery import cluster_users, membership_churn, merge_small_groups, stable_ids, unit_rows
+from pipelines.groups.item_model import OFF, ItemModelChoice, fitted_item_part
 from pipelines.publish.writer import top_k_recommendations
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ class ServingChoice:
     source: str
     explicit_strategy: str = ""  # explicit groups (may be group_model); the members-only one when empty
     backoff_max_interactions: int | None = None  # None: recorded before the cap existed, every user blends
+    item_model: ItemModelChoice = OFF  # group_model's item-item part (off when recorded before it existed)
 
     @property
     def for_explicit_groups(self) -> str:
@@ -91,9 +95,12 @@ def serving_choice(version: int, metrics: Mapping[str, Any]) -> ServingChoice:
     if not isinstance(recorded, Mapping):
         return ServingChoice("average", 0.0, f"version {version} has no recorded group choice: average, no backoff")
     cap = recorded.get("backoff_max_interactions")
+    item_model = recorded.get("item_model") or {}
     return ServingChoice(recorded["strategy"], float(recorded["backoff_strength"]),
                          f"chosen on {recorded.get('chosen_on', 'validation')} with version {version}",
-                         recorded.get("explicit_strategy") or "", None if cap is None else int(cap))
+                         recorded.get("explicit_strategy") or "", None if cap is None else int(cap),
+                         ItemModelChoice(float(item_model.get("lambda", 0.0)), float(item_model.get("weight", 0.0)),
+                                         f"recorded with version {version}"))
 
 
 def previous_groups(url: str | sa.URL, run_date: str) -> tuple[dict[int, set[str]], int]:
@@ -176,21 +183,29 @@ def interest_group_lists(scorer: Scorer, found: FoundGroups, vectors: np.ndarray
 def explicit_group_lists(scorer: Scorer, groups: pd.DataFrame | None, user_histories: Mapping[str, list[str]],
                          item_ids: Sequence[str], choice: ServingChoice, settings: GroupsParams, k: int) -> list[dict]:
     """Each explicit group's top-k rows from its profiled members (and, with ``group_model``, the
-    model on the group's own history), its own history left out."""
+    model and the group item model on the group's own history), its own history left out."""
     if groups is None or not len(groups):
         return []
     column = {item: i for i, item in enumerate(item_ids)}
     strategy = choice.for_explicit_groups
+    histories = [[column[i] for i in [*train, *(x for x in (valid, test) if isinstance(x, str))] if i in column]
+                 for train, valid, test in zip(groups["train_items"], groups["valid_item"], groups["test_item"])]
+    item_part = None
+    if strategy == GROUP_MODEL:
+        user_columns = [[column[i] for i in h if i in column] for h in user_histories.values()]
+        item_part = fitted_item_part([*histories, *user_columns], histories, len(item_ids), choice.item_model,
+                                     settings.item_model_max_items)
     rows = []
-    for _, group in groups.iterrows():
+    for index, (_, group) in enumerate(groups.iterrows()):
         members = [u for u in group["members"] if u in user_histories]
         if not members:
             continue
         held_out = [x for x in (group["valid_item"], group["test_item"]) if isinstance(x, str)]
         history = list(group["train_items"]) + held_out
         scores = standardised_scores(scorer, [user_histories[u] for u in members])
-        exclude = np.array([column[i] for i in history if i in column], dtype=np.int64)
-        ranked = (group_model_scores(standardised_scores(scorer, [history])[0], scores, exclude=exclude)
+        exclude = np.array(histories[index], dtype=np.int64)
+        ranked = (group_model_scores(standardised_scores(scorer, [history])[0], scores, exclude=exclude,
+                                     item_part=None if item_part is None else item_part[index])
                   if strategy == GROUP_MODEL else
                   group_scores(scores, strategy, k=k, relevant_items=settings.relevant_items, exclude=exclude))
         rows += list_rows("explicit", str(group["group_id"]), ranked, item_ids, k, strategy)

@@ -150,6 +150,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
             "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,
                        "backoff_strength": choice.backoff_strength,
                        "backoff_max_interactions": choice.backoff_max_interactions,
+                       "item_model": {"lambda": choice.item_model.lam, "weight": choice.item_model.weight},
                        "choice": choice.source, "interest_groups": len(group_profiles),
                        "sizes": [p["size"] for p in group_profiles], "merged_small_groups": found.merged,
                        "withheld": found.withheld, "churn": found.churn,

@@ -107,6 +107,10 @@ def test_explicit_groups_are_judged_on_their_own_choice_and_decide_the_strategy(
     assert section["explicit_strategy"] in section["strategies"]
     assert set(section["strategies"]["group_model"]["test"]) == {"group_ndcg@10", "group_hr@10"}
     assert section["models"]["candidate"]["group_hr@10"] == 1.0  # both held-out choices are in their taste's top 10
+    # the taste scorer already ranks each held-out choice first: the item model stays off, every pair was tried
+    assert section["item_model"]["weight"] == 0 and section["item_model"]["reason"] == "off: chosen on validation"
+    assert len(section["item_model"]["validation"]) == (len(settings().item_model_lambdas)
+                                                        * len(settings().item_model_weights))
 
 
 def test_the_strategy_is_chosen_on_validation_never_on_test():

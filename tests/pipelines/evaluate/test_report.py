@@ -95,6 +95,7 @@ def groups_section() -> dict:
                        "group_model": {"validation": {"group_ndcg@10": 0.2, "group_hr@10": 0.4},
                                        "test": {"group_ndcg@10": 0.19, "group_hr@10": 0.38}}},
         "sampled_groups": {"2": 100, "4": 100, "8": 100}, "explicit_groups": 47,
+        "item_model": {"lambda": 500.0, "weight": 2.0, "reason": "chosen on validation", "validation": {"500/2": 0.2}},
         "backoff": {"strength": 5.0, "validation": {"0.0": 0.1, "5.0": 0.11}, "cold_max_interactions": 5,
                     "max_interactions": 10,
                     "cold": {"users": 98, "with backoff": {"ndcg@10": 0.15, "hr@10": 0.3},
@@ -472,6 +473,8 @@ def test_groups_show_the_strategies_the_choice_each_model_and_the_backoff(page):
     assert rows["cold users (98): with backoff"][1:] == ["0.1500", "0.3000"]
     assert rows["cold users (98): MostPop"][1:] == ["0.1000", "0.2000"]
     assert "Backoff strength c = 5" in groups and "only users with at most 10 interactions blend" in groups
+    assert ("Explicit groups are served with group_model; group_model adds EASE over the whole history of each group "
+            "(L2 weight 500, blend weight 2, chosen on validation)") in groups
 
 
 def test_a_night_without_groups_says_so():

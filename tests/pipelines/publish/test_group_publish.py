@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
+from pipelines.groups.item_model import ItemModelChoice
 from pipelines.publish import groups as publish_groups
 from pipelines.publish import writer
 from pipelines.publish.groups import (ServingChoice, explicit_group_lists, find_groups, night_tables,
@@ -136,6 +137,10 @@ def test_a_version_without_a_recorded_choice_is_served_with_average_and_no_backo
     assert (recorded.strategy, recorded.backoff_strength, recorded.backoff_max_interactions) == ("gfar", 5.0, None)
     capped = serving_choice(5, {"groups": {"strategy": "average", "backoff_strength": 2, "backoff_max_interactions": 10}})
     assert capped.backoff_max_interactions == 10
+    assert not recorded.item_model.active and not capped.item_model.active  # recorded before the item model
+    with_items = serving_choice(6, {"groups": {"strategy": "average", "backoff_strength": 0,
+                                               "item_model": {"lambda": 50, "weight": 2}}})
+    assert (with_items.item_model.lam, with_items.item_model.weight) == (50.0, 2.0)
 
 
 def test_a_group_model_list_reads_the_group_s_own_history():
@@ -147,3 +152,16 @@ def test_a_group_model_list_reads_the_group_s_own_history():
     # favourite, never the group's own i8
     assert {r["strategy"] for r in rows} == {"group_model"}
     assert {r["item_id"] for r in rows} == {"i0", "i6"}
+
+
+def test_a_group_model_list_adds_the_item_model_at_the_recorded_weights():
+    groups = pd.DataFrame([{"group_id": "h1", "members": ["a"], "train_items": ["i8"], "valid_item": None,
+                            "test_item": None}])
+    users = {"a": ["i0"], **{f"pair{n}": ["i8", "i11"] for n in range(4)}}  # whoever chose i8 chose i11
+    off = ServingChoice("average", 0.0, "test", explicit_strategy="group_model")
+    on = ServingChoice("average", 0.0, "test", explicit_strategy="group_model",
+                       item_model=ItemModelChoice(1.0, 10.0, "test"))
+    without = explicit_group_lists(half_scorer, groups, users, ITEMS, off, settings(), k=2)
+    with_items = explicit_group_lists(half_scorer, groups, users, ITEMS, on, settings(), k=2)
+    assert "i11" not in {r["item_id"] for r in without}  # the sequence model ranks i11 last of its half
+    assert with_items[0]["item_id"] == "i11" and "i8" not in {r["item_id"] for r in with_items}
