@@ -31,6 +31,9 @@ exponential backoff from 2 min, or `RETRAIN_RETRY_DELAY_S` seconds where the DAG
 appends it to `state/notifications.jsonl`; a failed validation names each failed expectation
 and where the night's data was quarantined (`paths.quarantine/<ds>/`).
 
+**Deadline**: a night still running 8 hours after it was queued (`RETRAIN_NIGHT_DEADLINE_MINUTES`
+where the DAG is parsed; 0: off) is reported by the triggerer to the same sink, and goes on.
+
 This file is wiring only: the stage graph of `dvc.yaml`, which tests/dags prove it matches.
 """
 
@@ -41,7 +44,7 @@ import os
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, Param, chain, dag
+from airflow.sdk import Asset, AsyncCallback, CronTriggerTimetable, DeadlineAlert, DeadlineReference, Param, chain, dag
 
 from failure_notifier import StageFailureNotifier
 from stage_operator import StageOperator  # dags/ is on sys.path wherever Airflow parses this file
@@ -56,6 +59,10 @@ RECOMMENDATIONS = Asset(name="retrain_recommendations", uri="retrain://warehouse
 # (docker-compose.yml's airflow-init: `airflow pools set gpu N ...`). The scheduler holds a task
 # whose pool does not exist, so an undersized or missing pool shows as a queued finetune.
 GPU_POOL = "gpu"
+# A night still running this long after it was queued is reported (tasks/alerts.py, run by the
+# triggerer) and goes on. 0 turns the alert off: `airflow dags test` (the demo, the end-to-end tests)
+# must, because with any deadline Airflow 3.3.2's dags test fails a successful run (apache/airflow#73428).
+NIGHT_DEADLINE_MINUTES = float(os.environ.get("RETRAIN_NIGHT_DEADLINE_MINUTES", "480"))
 # Per-stage settings on top of DEFAULT_ARGS: training needs the GPU workers and more time.
 OVERRIDES: dict[str, dict] = {
     # distributed: under torchrun, one process per GPU, where the worker has several (RETRAIN_GPUS).
@@ -85,6 +92,14 @@ DEFAULT_ARGS = {
 }
 
 
+def night_deadline(minutes: float) -> DeadlineAlert | None:
+    if minutes <= 0:
+        return None
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
+                         callback=AsyncCallback("tasks.alerts.night_overdue", kwargs={
+                             "sink": "state/notifications.jsonl", "project_dir": PROJECT_DIR, "minutes": minutes}))
+
+
 @dag(
     dag_id="nightly_retrain",
     schedule=CronTriggerTimetable("0 2 * * *", timezone=pendulum.UTC),
@@ -92,6 +107,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=dt.timedelta(hours=20),
+    deadline=night_deadline(NIGHT_DEADLINE_MINUTES),
     params=PARAMS,
     default_args=DEFAULT_ARGS,
     tags=["retraining", "recommender", "lora"],

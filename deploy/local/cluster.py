@@ -1,5 +1,5 @@
-"""The production topology on one machine, without Docker: Airflow's api-server, scheduler and
-dag-processor, and Celery workers (queues ``default`` and ``gpu``), with PostgreSQL as metadata
+"""The production topology on one machine, without Docker: Airflow's api-server, scheduler,
+dag-processor and triggerer, and Celery workers (queues ``default`` and ``gpu``), with PostgreSQL as metadata
 database (and registry) and Redis as broker: the services of docker-compose.yml, as processes.
 
     python -m deploy.local.cluster up          # or `make cluster`; Ctrl-C stops every process
@@ -189,6 +189,7 @@ class Cluster:
         self.launch("api-server", "api-server", "--port", str(settings.api_port))
         self.launch("scheduler", "scheduler")
         self.launch("dag-processor", "dag-processor")
+        self.launch("triggerer", "triggerer")  # runs the night's deadline alert (tasks/alerts.py)
         for name, queues in workers.items():
             self.start_worker(name, queues)
         self.wait_until_healthy()

@@ -30,6 +30,7 @@ EXPECTED_EDGES = {
 }
 # What a DAG file must never pull in at parse time (Airflow itself brings sqlalchemy, so that
 # one is checked by the query count below, not by module name).
+LIGHT_CALLBACK_MODULES = {"tasks", "tasks.alerts"}
 HEAVY_MODULES = ("torch", "transformers", "peft", "accelerate", "great_expectations", "pandas",
                  "numpy", "pyarrow", "sklearn", "dvc", "pipelines", "tasks")
 
@@ -122,8 +123,21 @@ print(json.dumps(sorted(sys.modules)))
     assert result.returncode == 0, result.stderr
     modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert "stage_operator" in modules and "failure_notifier" in modules and "airflow.sdk" in modules
-    loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY_MODULES)
+    # Airflow imports the deadline alert's callback path to check it; that module is stdlib only
+    # (test_the_deadline_alert_module_stays_light)
+    loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY_MODULES and m not in LIGHT_CALLBACK_MODULES)
     assert loaded == []
+
+
+def test_the_deadline_alert_module_stays_light():
+    for path in (PROJECT_ROOT / "tasks" / "__init__.py", PROJECT_ROOT / "tasks" / "alerts.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+        assert imported <= set(sys.stdlib_module_names) | {"__future__"}, (path.name, imported)
 
 
 def test_parsing_does_no_db_queries_and_reads_no_variables_or_connections():
@@ -303,3 +317,21 @@ def test_a_distributed_stage_really_starts_one_process_per_gpu(monkeypatch, tmp_
     operator = StageOperator(task_id="stage", command="python -m rank", cwd=str(tmp_path), distributed=True)
     events = run(operator)
     assert sorted(event for event in events if event.startswith("rank ")) == ["rank 0 of 2", "rank 1 of 2"]
+
+
+def test_a_night_still_running_eight_hours_after_it_was_queued_raises_the_deadline_alert(retrain_dag):
+    from airflow.sdk import AsyncCallback, DeadlineReference
+
+    deadline = retrain_dag.deadline[0] if isinstance(retrain_dag.deadline, list) else retrain_dag.deadline
+    assert deadline.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert deadline.interval == dt.timedelta(hours=8)
+    assert isinstance(deadline.callback, AsyncCallback)  # run by the triggerer
+    assert deadline.callback.path == "tasks.alerts.night_overdue"
+    assert deadline.callback.kwargs["sink"] == "state/notifications.jsonl"
+
+
+def test_the_deadline_is_off_where_asked():
+    import nightly_retrain
+
+    assert nightly_retrain.night_deadline(0) is None
+    assert nightly_retrain.night_deadline(30).interval == dt.timedelta(minutes=30)

@@ -1,5 +1,6 @@
-"""The production topology on this machine: Airflow's api-server, scheduler and dag-processor, Celery
-workers per queue, PostgreSQL as metadata database and registry, Redis as broker (deploy/local).
+"""The production topology on this machine: Airflow's api-server, scheduler, dag-processor and
+triggerer, Celery workers per queue, PostgreSQL as metadata database and registry, Redis as broker
+(deploy/local). Each night outlasts its deadline, set short here, and the triggerer reports it.
 
 No worker shares a working tree: each runs the stages in its own clone of the project, and the
 stages' outputs travel between them through a DVC remote on a real S3-compatible server. A night
@@ -10,6 +11,7 @@ inconsistent."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -32,6 +34,7 @@ from deploy.local.s3 import free_port, s3_server
 
 REDIS = ("127.0.0.1", 6379)
 RUN_TIMEOUT_S = 600
+DEADLINE_MINUTES = 0.5
 
 
 def reachable(host: str, port: int) -> bool:
@@ -64,7 +67,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     create_database(registry)
     # What the workers share are services: the warehouse, the registry and its artifact store, the remote.
     shared = {"RETRAIN_RETRY_DELAY_S": "5", "RETRAIN_WAREHOUSE_URL": f"sqlite:///{root / 'warehouse' / 'demo.db'}",
-              "RETRAIN_ARTIFACT_STORE": str(base / "artifacts")}
+              "RETRAIN_ARTIFACT_STORE": str(base / "artifacts"),
+              # every night here outlasts half a minute, so each one raises the deadline alert
+              "RETRAIN_NIGHT_DEADLINE_MINUTES": str(DEADLINE_MINUTES)}
     try:
         with s3_server(base) as remote, Cluster(ClusterSettings(
                 project_dir=root, state_dir=base / "state", metadata_url=metadata,
@@ -125,6 +130,19 @@ def test_a_night_triggered_through_the_api_runs_each_task_on_a_worker_of_its_que
     assert {task: (ti["queue"], ti["hostname"]) for task, ti in tasks.items()} == {
         task: ("gpu", "worker-gpu") if task == "finetune" else ("default", "worker-default")
         for task in ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")}
+    # the triggerer ran the deadline alert while the night was still running; the night went on
+    alerts = wait_for(lambda: deadline_alerts(running.settings.project_dir, NIGHTS[0]), "the night's deadline alert",
+                      timeout_s=120)
+    assert alerts[0]["run_id"] == run_id and alerts[0]["summary"].startswith(
+        f"night {NIGHTS[0]} is still running at its deadline"), alerts
+    assert f"({DEADLINE_MINUTES:g} min after it was queued)" in alerts[0]["summary"]
+
+
+def deadline_alerts(project_dir: Path, night: str) -> list[dict]:
+    sink = project_dir / "state" / "notifications.jsonl"
+    lines = sink.read_text().splitlines() if sink.exists() else []
+    return [alert for alert in map(json.loads, lines) if alert.get("alert") == "deadline"
+            and alert.get("logical_date") == night]
 
 
 @pytest.mark.slow
