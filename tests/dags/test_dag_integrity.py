@@ -313,7 +313,10 @@ def test_a_distributed_stage_really_starts_one_process_per_gpu(monkeypatch, tmp_
     monkeypatch.setenv("RETRAIN_PYTHON", sys.executable)
     monkeypatch.delenv("RETRAIN_PROJECT_DIR", raising=False)
     monkeypatch.setenv("RETRAIN_GPUS", "2")  # torchrun on the CPU: the launch is what is checked
-    (tmp_path / "rank.py").write_text("import os; print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])")
+    # One write per line: unbuffered print() writes each argument on its own, so the two ranks'
+    # words would interleave in the shared pipe.
+    (tmp_path / "rank.py").write_text(
+        "import os; os.write(1, f\"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}\\n\".encode())")
     operator = StageOperator(task_id="stage", command="python -m rank", cwd=str(tmp_path), distributed=True)
     events = run(operator)
     assert sorted(event for event in events if event.startswith("rank ")) == ["rank 0 of 2", "rank 1 of 2"]
