@@ -12,7 +12,9 @@ first night trains cold on everything before it; every later night warm-starts f
 as the platform does (``finetune.warm_nights``). On the last night a cold retrain on the same data
 (the finetune stage with ``warm_start: false`` and the budget M) runs beside it.
 
-Each night's candidate is judged on the next D days (``bench.next_interval``), beside MostPop over
+Each night's candidate is judged on the next D days (``bench.next_interval``) as publish would serve
+it: with the recency prior chosen on the night's validation split as the evaluate stage chooses it,
+counted before the night (``pipelines.ranking.recency``); the cold retrain gets its own. Beside it: MostPop over
 a trailing window (chosen on the interval before the night), EASE (lambda chosen on validation)
 and, on the last night, an ID-only SASRec trained cold with the budget M. Writes
 ``OUT/nights-<dataset>.json`` and ``OUT/nights-recs-<dataset>.csv`` (the warm model's top 10 on the
@@ -134,13 +136,38 @@ def night_slices(events, cases, night_s: int, interval_s: int) -> dict[str, tupl
 
 
 # -- the models judged ------------------------------------------------------------------------------------
-def candidate_scorer(model_dir: Path, item_ids: list[str], texts: list[str]):
-    """The scorer publish would serve for the model in ``model_dir``."""
+def candidate_scorer(model_dir: Path, profiles, params: dict[str, Any], night_s: int
+                     ) -> tuple[Any, Any, dict[str, Any]]:
+    """The scorer publish would serve for the model in ``model_dir`` on the night: with the recency
+    prior chosen on the night's validation split as evaluate chooses it, counted before the night;
+    then the model's own scorer (without the prior) and the prior's section."""
+    from pipelines.config import EvaluateParams
+    from pipelines.evaluate.stage import choose_recency_prior
     from pipelines.model.recommender import load_model, serving_scorer
     from pipelines.model.text_vectors import model_catalogue
+    from pipelines.ranking.recency import ItemTimeline, RecencyPrior, scorer_as_of
 
+    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     model = load_model(model_dir)
-    return serving_scorer(model, item_ids, texts, *model_catalogue(model, model_dir, item_ids, texts))
+    scorer = serving_scorer(model, item_ids, texts, *model_catalogue(model, model_dir, item_ids, texts))
+    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids)
+    recency = choose_recency_prior(scorer, profiles, timeline, EvaluateParams.model_validate(params["evaluate"]))
+    prior = RecencyPrior.from_record(recency["chosen"])
+    return scorer_as_of(scorer, timeline, prior, night_s // DAY_S), scorer, recency
+
+
+def judge_with_prior(name: str, model_dir: Path, profiles, params: dict[str, Any], night_s: int, cases, k: int,
+                     slices, results: dict[str, Any]):
+    """Judges the model served with its recency prior as ``name``, and records the prior and the
+    same model's figures without it (``without_recency_prior``); returns the served scorer."""
+    from bench.next_interval import judge, score_cases
+
+    item_ids = list(profiles.items["item_id"])
+    served, plain, recency = candidate_scorer(model_dir, profiles, params, night_s)
+    judge_model(name, served, cases, item_ids, k, slices, results)
+    results[name]["recency_prior"] = recency
+    results[name]["without_recency_prior"] = judge(score_cases(plain, cases, item_ids), cases, item_ids, k, {})["all"]
+    return served
 
 
 def judge_model(name: str, scorer, cases, item_ids, k, slices, results: dict[str, Any]):
@@ -171,8 +198,8 @@ def baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, 
     costs["EASE"] = in_process_cost(wall, cpu)
 
 
-def last_night_extras(project: Path, params: dict[str, Any], logical_date: str, profiles, cases, item_ids, texts,
-                      k, slices, args, results, costs) -> None:
+def last_night_extras(project: Path, params: dict[str, Any], logical_date: str, night_s: int, profiles, cases,
+                      item_ids, k, slices, args, results, costs) -> None:
     """The cold retrain of ours on the same data, and the ID-only SASRec trained cold."""
     import yaml
 
@@ -185,8 +212,8 @@ def last_night_extras(project: Path, params: dict[str, Any], logical_date: str, 
     cold_file = project / "params-cold.yaml"
     cold_file.write_text(yaml.safe_dump(cold, sort_keys=False))
     costs["ours-cold"] = {"finetune": run_measured("finetune", cold_file, logical_date, args.threads)}
-    judge_model("ours-cold", candidate_scorer(Path(cold["paths"]["candidate"]), item_ids, texts), cases, item_ids, k,
-                slices, results)
+    judge_with_prior("ours-cold", Path(cold["paths"]["candidate"]), profiles, params, night_s, cases, k, slices,
+                     results)
     wall, cpu = time.perf_counter(), time.process_time()
     fitted = fit_sasrec(profiles.sequences, item_ids, args.budget_minutes * 60, (0.2,), k, progress, seed=args.seed)
     costs["SASRec"] = in_process_cost(wall, cpu)
@@ -216,17 +243,17 @@ def run_night(project: Path, base: dict[str, Any], day: dt.date, first: bool, la
     costs: dict[str, Any] = {"ours": {stage: run_measured(stage, params_file, logical_date, args.threads)
                                       for stage in NIGHT_STAGES}}
     profiles = load_profiles(params["paths"]["profiles"])
-    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    item_ids = list(profiles.items["item_id"])
     k = int(params["evaluate"]["k"])
     cases = interval_cases(events, night_s, night_s + interval_s)
     slices = night_slices(events, cases, night_s, interval_s)
     results: dict[str, Any] = {}
-    ours = candidate_scorer(Path(params["paths"]["candidate"]), item_ids, texts)
-    judge_model("ours", ours, cases, item_ids, k, slices, results)
+    ours = judge_with_prior("ours", Path(params["paths"]["candidate"]), profiles, params, night_s, cases, k, slices,
+                            results)
     baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs)
     recs = None
     if last:
-        last_night_extras(project, params, logical_date, profiles, cases, item_ids, texts, k, slices, args,
+        last_night_extras(project, params, logical_date, night_s, profiles, cases, item_ids, k, slices, args,
                           results, costs)
         recs = top_k_recommendations(ours, cases.user_ids, cases.histories, item_ids, k)
     training = read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")
@@ -259,6 +286,10 @@ def format_night(record: dict[str, Any], k: int) -> str:
         lines.append(f"{name:<10} {overall.get(f'ndcg@{k}', float('nan')):>8.4f} "
                      f"{overall.get(f'recall@{k}', float('nan')):>9.4f} {overall.get(f'hr@{k}', float('nan')):>7.4f} "
                      f"{'-' if new_hr is None else f'{new_hr:.4f}':>11} {wall:>8.1f}")
+        plain = row.get("without_recency_prior")
+        if plain:
+            lines.append(f"{'  no prior':<10} {plain.get(f'ndcg@{k}', float('nan')):>8.4f} "
+                         f"{plain.get(f'recall@{k}', float('nan')):>9.4f} {plain.get(f'hr@{k}', float('nan')):>7.4f}")
     return "\n".join(lines)
 
 
@@ -280,6 +311,9 @@ def summary(nights: list[dict[str, Any]], k: int) -> dict[str, Any]:
         f"new_item_hr@{k}": {name: quality[name]["new_items"].get(f"hr@{k}") for name in ("ours", "SASRec")},
         "new_item_users": quality["ours"]["new_items"]["users"],
         "warm_finetune_s": warm_train, "cold_finetune_s": cold_train,
+        "recency_prior": {name: quality[name]["recency_prior"]["chosen"] for name in ("ours", "ours-cold")},
+        f"without_recency_prior_{metric}": {name: quality[name]["without_recency_prior"][metric]
+                                            for name in ("ours", "ours-cold")},
     }
 
 

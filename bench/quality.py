@@ -184,8 +184,10 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     """The row of ours, ours' top-k lists and the stage's metrics.
 
     The row takes the evaluate stage's metrics; the candidate is then reloaded and scored here with
-    the stage's code, as a check and for the recommendations.
+    the stage's code (with the recency prior the stage chose, each case counted before its
+    target's day), as a check and for the recommendations.
     """
+    from pipelines.ranking.recency import ItemTimeline, RecencyPrior, case_prior, label
     from pipelines.ranking.scoring import rank_eval_set, test_set
     from pipelines.core.io import read_json
     from pipelines.ranking.metrics import ranking_metrics
@@ -197,13 +199,22 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     scorer = serving_scorer(load_model(Path(params["paths"]["candidate"])), item_ids, texts)
     split = test_set(profiles.sequences)
-    outcome = rank_eval_set(scorer, split, item_ids, k)
+    prior = RecencyPrior.from_record(stage_metrics.get("recency_prior"))
+    progress(f"ours: recency prior {label(prior)} (chosen on validation by the evaluate stage)")
+    adjust = case_prior(ItemTimeline.from_sequences(profiles.sequences, item_ids), prior, split).adjust
+    outcome = rank_eval_set(scorer, split, item_ids, k, adjust=adjust)
     metrics = ranking_metrics(outcome.ranks, outcome.top_items, len(item_ids), k)
     if abs(metrics[f"ndcg@{k}"] - stage_metrics["candidate"][f"ndcg@{k}"]) > 1e-6:
         progress(f"WARNING: ours rescored here gives NDCG@{k} {metrics[f'ndcg@{k}']:.6f}, "
                  f"the evaluate stage {stage_metrics['candidate'][f'ndcg@{k}']:.6f}")
-    row = result_row(stage_metrics["candidate"], training["train_seconds"], k)
-    recs = top_k_recommendations(scorer, split.user_ids, split.histories, item_ids, k)
+    # The same model without the prior, side by side: what the prior adds, free of training noise.
+    plain = rank_eval_set(scorer, split, item_ids, k)
+    without = {name: round(float(value), 6) for name, value in
+               ranking_metrics(plain.ranks, plain.top_items, len(item_ids), k).items()
+               if name in {f"{m}@{k}" for m in ("ndcg", "hr", "mrr", "coverage")}}
+    row = result_row(stage_metrics["candidate"], training["train_seconds"], k, recency_prior=prior.as_record(),
+                     without_recency_prior=without)
+    recs = top_k_recommendations(scorer, split.user_ids, split.histories, item_ids, k, adjust=adjust)
     progress(f"ours: training stopped by {training.get('stopped_by')} after {training.get('steps')} steps, "
              f"best validation NDCG@{k} {training.get('best_valid_ndcg@10', float('nan')):.4f}")
     return {"ours": row}, recs, stage_metrics

@@ -64,12 +64,13 @@ def judge_night(params: dict[str, Any], events, night: str, night_days: int, mod
     from pipelines.profiles.build import load_profiles
 
     profiles = load_profiles(params["paths"]["profiles"])
-    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    item_ids = list(profiles.items["item_id"])
     night_s, interval_s = midnight_s(dt.date.fromisoformat(night)), night_days * DAY_S
     cases = interval_cases(events, night_s, night_s + interval_s)
     if not cases.user_ids:
         return None
-    scores = score_cases(candidate_scorer(model_dir, item_ids, texts), cases, item_ids)
+    served, _, _ = candidate_scorer(model_dir, profiles, params, night_s)  # as a night serves it: with its prior
+    scores = score_cases(served, cases, item_ids)
     return judge(scores, cases, item_ids, 10, night_slices(events, cases, night_s, interval_s))["all"]["ndcg@10"]
 
 

@@ -234,6 +234,9 @@ class EvaluateParams(Section):
     seed: int
     ease_lambdas: list[float] = Field(min_length=1)
     ease_max_items: int = Field(ge=0)
+    # The recency prior's weights (0, off, is always tried) and windows in days (0: all history).
+    recency_weights: list[float]  # empty: the prior stays off
+    recency_windows_days: list[int] = Field(min_length=1)
     # The promotion gate keeps its own parser (it checks metric names against ks); run at load.
     gate: dict[str, Any] | None
 
@@ -243,6 +246,13 @@ class EvaluateParams(Section):
         if any(k < 1 for k in ks):
             raise ValueError(f"every cut-off must be >= 1, got {ks}")
         return ks
+
+    @field_validator("recency_weights", "recency_windows_days")
+    @classmethod
+    def _not_negative(cls, values: list[float]) -> list[float]:
+        if any(v < 0 for v in values):
+            raise ValueError(f"must be >= 0, got {values}")
+        return values
 
     @model_validator(mode="after")
     def _gate(self) -> EvaluateParams:

@@ -432,6 +432,30 @@ def _training_view(curve: list[Mapping[str, Any]], ctx: _Context) -> dict[str, A
                            "No validation NDCG values were recorded.")}
 
 
+def _recency_note(recency: Mapping[str, Any], k: int) -> str | None:
+    """Which recency prior the candidate and the champion were ranked with (pipelines.ranking.recency)."""
+    if not recency:
+        return None
+
+    def described(record: Mapping[str, Any]) -> str:
+        if not record.get("weight"):
+            return "none"
+        days = record.get("window_days")
+        return f"weight {_fmt_plain(record.get('weight'))} over {f'{days} days' if days else 'all days'} before"
+
+    chosen = _mapping(recency.get("chosen"))
+    curve = _mapping(recency.get("validation"))
+    note = f"Recency prior of the candidate: {described(chosen)}"
+    if curve:
+        best = max(curve.values(), default=None)
+        note += f" (chosen on validation: NDCG@{k} {_fmt(best)}, {_fmt(curve.get('off'))} without)"
+    else:
+        note += f" ({recency.get('chosen_on', 'not chosen')})"
+    if "champion" in recency:
+        note += f"; of the champion, as recorded with it: {described(_mapping(recency.get('champion')))}"
+    return note + ". Each case counts the days before its target's day; MostPop and EASE have none."
+
+
 def _data_view(summary: Mapping[str, Any]) -> Table | None:
     if not summary:
         return None
@@ -453,6 +477,7 @@ def render_report(evaluation: Mapping[str, Any]) -> str:
         k=ctx.k, cutoffs=", ".join(str(k) for k in ctx.ks) or NA,
         blessing=_blessing_view(_mapping(evaluation.get("blessing"))),
         metrics=_metrics_view(models, ctx),
+        recency=_recency_note(_mapping(evaluation.get("recency_prior")), ctx.k),
         by_k=_by_k_view(models, ctx),
         deltas=_deltas_view(_mapping(evaluation.get("paired"))),
         slices=_slices_view(_mapping(evaluation.get("slices")), ctx),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pipelines.ranking.scoring import ModelRanks, Scorer
     from pipelines.ranking.scoring import EvalSet
     from pipelines.profiles.build import Profiles
+    from pipelines.ranking.recency import ItemTimeline
 
 log = logging.getLogger("retrain.evaluate")
 
@@ -43,8 +44,8 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
     profiles = load_profiles(paths.profiles)
     source = read_json(Path(paths.profiles) / "manifest.json")
     split = test_set(profiles.sequences)
-    ranks, scorers, candidate_items, champion_version = rank_all_models(settings, paths, profiles, split, max(ks),
-                                                                        source["logical_date"])
+    ranks, scorers, candidate_items, champion_version, recency = rank_all_models(
+        settings, paths, profiles, split, max(ks), source["logical_date"])
     group_section = evaluate_night_groups(scorers, candidate_items, profiles, groups, settings)
     analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks, interest_groups=group_section["labels"])
     judged = with_group_metrics(analysis, group_section["models"])
@@ -55,7 +56,8 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
                "backoff_max_interactions": group_section["backoff"]["max_interactions"],
                "chosen_on": group_section["strategy_chosen_on"],
                "item_model": {key: group_section["item_model"][key] for key in ("lambda", "weight")}}
-    models = {**{name: result["metrics"] for name, result in judged["models"].items()}, "groups": serving}
+    models = {**{name: result["metrics"] for name, result in judged["models"].items()}, "groups": serving,
+              "recency_prior": recency["chosen"]}
     blessing.update(champion_version=champion_version, logical_date=source["logical_date"])
     log.info("decision: %s (%s)", blessing["decision"], blessing["reason"])
 
@@ -68,6 +70,7 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
         "curve": read_curve(reports / "finetune" / "curve.csv"),
         "data_summary": data_summary(profiles, split),
         "groups": {key: value for key, value in group_section.items() if key != "labels"},
+        "recency_prior": recency,
         "blessing": blessing,
     }
     with atomic_dir(Path(paths.evaluate)) as staging:
@@ -84,10 +87,14 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
 
 def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Profiles, split: EvalSet,
                     k_max: int, logical_date: str
-                    ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor], int | None]:
+                    ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor], int | None,
+                               dict[str, Any]]:
     """Every model's ranks on tonight's test split: candidate, champion as of the night (re-scored),
-    MostPop, EASE; their scorers, and the candidate's catalogue with its text vectors."""
+    MostPop, EASE; their scorers, the candidate's catalogue with its text vectors, the champion's
+    version and the recency prior section. The candidate is ranked with the prior chosen for it
+    tonight, the champion with the one recorded with it: each as it would serve."""
     from pipelines.evaluate.baselines import fit_ease
+    from pipelines.ranking.recency import ItemTimeline, RecencyPrior, case_prior
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
     from pipelines.model.recommender import load_model, serving_scorer
     from pipelines.model.text_vectors import model_catalogue
@@ -96,11 +103,16 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     candidate = load_model(Path(paths.candidate))
     catalogue, text_vectors = model_catalogue(candidate, Path(paths.candidate), item_ids, texts)
     scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
-    champion_version, champion, champion_dir = champion_model(paths.registry_url, Path(paths.artifact_store),
-                                                              logical_date)
+    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids)
+    recency = choose_recency_prior(scorers["candidate"], profiles, timeline, settings)
+    priors = {"candidate": RecencyPrior.from_record(recency["chosen"])}
+    champion_version, champion, champion_dir, champion_metrics = champion_model(
+        paths.registry_url, Path(paths.artifact_store), logical_date)
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
         scorers["champion"] = serving_scorer(champion, item_ids, texts,
                                              *model_catalogue(champion, champion_dir, item_ids, texts))
+        priors["champion"] = RecencyPrior.from_record(champion_metrics.get("recency_prior"))
+        recency["champion"] = priors["champion"].as_record()
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
     if len(item_ids) <= settings.ease_max_items:
         scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.ease_lambdas, settings.k)
@@ -109,9 +121,31 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
         log.info("EASE skipped: %d items exceed evaluate.ease_max_items", len(item_ids))
     ranks = {}
     for name, scorer in scorers.items():
-        ranks[name] = rank_eval_set(scorer, split, item_ids, k_max)
+        adjust = case_prior(timeline, priors[name], split).adjust if name in priors else None
+        ranks[name] = rank_eval_set(scorer, split, item_ids, k_max, adjust=adjust)
         log.info("%s ranked %d test users", name, len(ranks[name].ranks))
-    return ranks, scorers, (catalogue, text_vectors), champion_version
+    return ranks, scorers, (catalogue, text_vectors), champion_version, recency
+
+
+def choose_recency_prior(scorer: Scorer, profiles: Profiles, timeline: ItemTimeline,
+                         settings: EvaluateParams) -> dict[str, Any]:
+    """The candidate's recency prior (``pipelines.ranking.recency``), chosen on the validation split:
+    the chosen weight and window and every pair's validation NDCG@k; off where nothing can be chosen."""
+    from pipelines.ranking.recency import RecencyPrior, choose_prior, label
+    from pipelines.ranking.scoring import validation_set
+
+    valid = validation_set(profiles.sequences)
+    if not settings.recency_weights or not len(timeline.days) or valid.target_ts is None or not valid.targets:
+        why = ("no weights in evaluate.recency_weights" if not settings.recency_weights
+               else "the profiles hold no event times or no validation users")
+        log.info("recency prior off: %s", why)
+        return {"chosen": RecencyPrior().as_record(), "chosen_on": why, "validation": {}}
+    started = time.perf_counter()
+    chosen, curve = choose_prior(scorer, valid, timeline, list(profiles.items["item_id"]), settings.recency_weights,
+                                 settings.recency_windows_days, settings.k)
+    log.info("recency prior: %s chosen on validation (NDCG@%d %.4f; off %.4f) in %.1f s", label(chosen), settings.k,
+             curve[label(chosen)], curve["off"], time.perf_counter() - started)
+    return {"chosen": chosen.as_record(), "chosen_on": f"validation NDCG@{settings.k}", "validation": curve}
 
 
 def evaluate_night_groups(scorers: Mapping[str, Scorer], candidate_items: tuple[Catalogue, torch.Tensor],

@@ -32,7 +32,8 @@ def empty_groups() -> pd.DataFrame:
 class Profiles:
     """Everything later stages need, as plain DataFrames."""
 
-    sequences: pd.DataFrame   # user_id, train_items (list[str]), valid_item, test_item, train_ts (list[int])
+    # user_id, train_items (list[str]), valid_item, test_item, train_ts (list[int]), valid_ts, test_ts
+    sequences: pd.DataFrame
     items: pd.DataFrame       # item_id, text, train_count
     users: pd.DataFrame       # user_id, profile_text, n_interactions
     # group_id, members (list[str], current), train_items (list[str]), valid_item, test_item; empty
@@ -49,7 +50,9 @@ def split_sequences(interactions: pd.DataFrame, min_user_interactions: int) -> p
     """Leave-last-out per user. Users under the minimum keep everything as training history.
 
     ``train_ts`` holds each training item's time (unix seconds): a warm night trains only on
-    what is newer than its champion's data (``pipelines.model.warm``)."""
+    what is newer than its champion's data (``pipelines.model.warm``). ``valid_ts`` and ``test_ts``
+    are the held-out items' times: the recency prior counts what came before them
+    (``pipelines.ranking.recency``)."""
     ordered = order_events(interactions)
     seconds = pd.Series(unix_seconds(ordered["ts"]), index=ordered.index)
     grouped = ordered.assign(seconds=seconds).groupby("user_id", sort=True)
@@ -57,6 +60,10 @@ def split_sequences(interactions: pd.DataFrame, min_user_interactions: int) -> p
     frame = pd.DataFrame(_leave_last_out(items.items(), min_user_interactions),
                          columns=["user_id", "train_items", "valid_item", "test_item"])
     frame["train_ts"] = [stamps[:len(train)] for stamps, train in zip(times, frame["train_items"])]
+    held_out = frame["valid_item"].notna()
+    for offset, name in ((0, "valid_ts"), (1, "test_ts")):
+        frame[name] = pd.array([stamps[len(train) + offset] if kept else None for stamps, train, kept
+                                in zip(times, frame["train_items"], held_out)], dtype="Int64")
     return frame
 
 

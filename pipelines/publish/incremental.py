@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,10 +41,14 @@ def model_digest(model_dir: Path) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
-def serving_basis(model_sha256: str, item_ids: Sequence[str], texts: Sequence[str], k: int) -> str:
-    """What every user's list depends on besides their own history (``model_sha256``: ``model_digest``)."""
-    payload = json.dumps({"model": model_sha256, "items": list(item_ids), "texts": list(texts), "k": k})
-    return hashlib.sha256(payload.encode()).hexdigest()
+def serving_basis(model_sha256: str, item_ids: Sequence[str], texts: Sequence[str], k: int,
+                  recency: Mapping[str, Any] | None = None) -> str:
+    """What every user's list depends on besides their own history (``model_sha256``: ``model_digest``;
+    ``recency``: the recency prior and the day it counts to, when it is on: every night's counts differ)."""
+    basis: dict[str, Any] = {"model": model_sha256, "items": list(item_ids), "texts": list(texts), "k": k}
+    if recency:
+        basis["recency"] = dict(recency)
+    return hashlib.sha256(json.dumps(basis).encode()).hexdigest()
 
 
 def history_hashes(histories: Sequence[Sequence[str]]) -> list[str]:
@@ -66,7 +71,8 @@ def previous_lists(publish_dir: Path, basis: str) -> tuple[pd.DataFrame | None, 
     if not path.is_file() or not summary.is_file():
         return None, "full rescore: no previous lists"
     if json.loads(summary.read_text()).get("serving_basis") != basis:
-        return None, "full rescore: the model, the catalogue or publish.k changed since the previous publish"
+        return None, ("full rescore: the model, the catalogue, publish.k or the recency prior changed since the "
+                      "previous publish")
     return pd.read_parquet(path), ""
 
 

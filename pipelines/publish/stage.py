@@ -120,6 +120,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     catalogue, text_vectors = model_catalogue(model, model_dir, item_ids, texts)
     scorer = serving_scorer(model, item_ids, texts, catalogue, text_vectors)
     choice = publish_groups.serving_choice(champion.version, champion.metrics)
+    recency, user_scorer = served_recency(scorer, champion, profiles, paths)
     started = time.perf_counter()
     vectors = user_vectors(model, catalogue, histories, text_vectors)
     found = publish_groups.find_groups(vectors, user_ids, settings, *publish_groups.previous_groups(warehouse,
@@ -129,14 +130,14 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     group_rows += publish_groups.explicit_group_lists(scorer, profiles.groups,
                                                       dict(zip(user_ids, histories)), item_ids, choice, settings, k)
     group_seconds = time.perf_counter() - started
-    basis = incremental.serving_basis(incremental.model_digest(model_dir), item_ids, texts, k)
+    basis = incremental.serving_basis(incremental.model_digest(model_dir), item_ids, texts, k, recency)
     hashes = incremental.history_hashes(histories)
     reuse = incremental.reusable(*incremental.previous_lists(Path(paths.publish), basis), user_ids, hashes,
                                  backs_off(histories, averages, choice))
     log.info("%s", reuse.reason)
     rescored = [r for r, user in enumerate(user_ids) if user not in reuse.kept_users]
     fresh = publish_groups.user_lists_with_backoff(
-        scorer, [user_ids[r] for r in rescored], [histories[r] for r in rescored],
+        user_scorer, [user_ids[r] for r in rescored], [histories[r] for r in rescored],
         dataclasses.replace(found, ids=found.ids[rescored]), averages, item_ids, choice.backoff_strength, k,
         choice.backoff_max_interactions) if rescored else reuse.kept.iloc[0:0]
     recs = pd.concat([reuse.kept, fresh], ignore_index=True) if len(reuse.kept) else fresh
@@ -147,6 +148,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     rows = write_night(warehouse, warehouse_source, logical_date, champion.version, recs, tables)
     kinds = pd.Series([row["group_kind"] for row in group_rows], dtype=object)
     counts = {"rows": rows, "users": int(recs["user_id"].nunique()), "rescore": reuse.reason, "serving_basis": basis,
+              "recency_prior": recency or {"weight": 0.0},
             "groups": {"strategy": choice.strategy, "explicit_strategy": choice.for_explicit_groups,
                        "backoff_strength": choice.backoff_strength,
                        "backoff_max_interactions": choice.backoff_max_interactions,
@@ -159,6 +161,26 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
                        "tables": [table.name for table, _ in tables],
                        "seconds": round(group_seconds, 3)}}
     return counts, incremental.lists_with_hashes(recs, user_ids, hashes)
+
+
+def served_recency(scorer, champion: ModelVersion, profiles, paths: PathsParams) -> tuple[dict[str, Any] | None, Any]:
+    """The recency prior recorded with the champion, counted up to the night's data interval end, and
+    the per-user scorer with it; (None, ``scorer``) when the prior is off. Group lists are served
+    without it, as evaluate judges them."""
+    import datetime as dt
+
+    from pipelines.core.io import read_json
+    from pipelines.ranking.recency import DAY_S, ItemTimeline, RecencyPrior, label, scorer_as_of
+
+    prior = RecencyPrior.from_record(champion.metrics.get("recency_prior"))
+    if prior.off:
+        return None, scorer
+    end = dt.datetime.fromisoformat(read_json(Path(paths.profiles) / "manifest.json")["data_interval"]["end"])
+    as_of_day = int((end if end.tzinfo else end.replace(tzinfo=dt.timezone.utc)).timestamp()) // DAY_S
+    log.info("recency prior of version %d: %s, counted before %s", champion.version, label(prior),
+             dt.datetime.fromtimestamp(as_of_day * DAY_S, dt.timezone.utc).date())
+    timeline = ItemTimeline.from_sequences(profiles.sequences, list(profiles.items["item_id"]))
+    return {**prior.as_record(), "as_of_day": as_of_day}, scorer_as_of(scorer, timeline, prior, as_of_day)
 
 
 def backs_off(histories: list[list[str]], averages: Mapping[int, Any], choice) -> Any:

@@ -10,7 +10,7 @@ import csv
 import datetime as dt
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,13 @@ WRITE_BATCH = 50_000  # rows per INSERT executemany / COPY
 
 
 def top_k_recommendations(scorer: Scorer, user_ids: list[str], histories: list[list[str]],
-                          catalogue_ids: list[str], k: int, chunk: int = SCORE_CHUNK) -> pd.DataFrame:
+                          catalogue_ids: list[str], k: int, chunk: int = SCORE_CHUNK,
+                          adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> pd.DataFrame:
     """Each user's top ``k`` unseen items: columns user_id, rank (1-based), item_id, score.
 
     Users are scored ``chunk`` at a time; their history is excluded. A user with fewer than
-    ``k`` unseen items gets a shorter list.
+    ``k`` unseen items gets a shorter list. ``adjust(scores, first_user)`` changes a chunk's scores
+    first (``pipelines.ranking.scoring.rank_eval_set`` takes the same).
 
     Raises:
         ValueError: ``user_ids`` and ``histories`` differ in length, ``k`` < 1, or the scorer
@@ -48,6 +50,8 @@ def top_k_recommendations(scorer: Scorer, user_ids: list[str], histories: list[l
         part = histories[start:start + chunk]
         with torch.no_grad():
             scores = scorer(part).float().clone()  # clone: a scorer may hand out a shared tensor
+            if adjust is not None:
+                scores = adjust(scores, start)
         exclude_seen(scores, [[column[i] for i in h if i in column] for h in part])
         top = torch.topk(scores, width, dim=1)
         values.append(top.values)

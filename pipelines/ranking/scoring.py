@@ -40,19 +40,31 @@ class EvalSet:
     user_ids: list[str]
     histories: list[list[str]]
     targets: list[str]
+    # Each target's time (unix seconds; None where the profiles hold none), for the recency prior.
+    target_ts: list[int | None] | None = None
+
+
+def _target_times(rows, column: str) -> list[int | None] | None:
+    """The column's times (None where missing); None for profiles written before they were recorded."""
+    import pandas as pd
+
+    if column not in rows:
+        return None
+    return [None if pd.isna(value) else int(value) for value in rows[column]]
 
 
 def test_set(sequences) -> EvalSet:
     """Test: history is train + validation item, target the last item."""
     rows = sequences[sequences["test_item"].notna()]
     return EvalSet(list(rows["user_id"]), [list(h) + [v] for h, v in zip(rows["train_items"], rows["valid_item"])],
-                   list(rows["test_item"]))
+                   list(rows["test_item"]), _target_times(rows, "test_ts"))
 
 
 def validation_set(sequences) -> EvalSet:
     """Validation: history is the training items, target the second to last item."""
     rows = sequences[sequences["valid_item"].notna()]
-    return EvalSet(list(rows["user_id"]), [list(h) for h in rows["train_items"]], list(rows["valid_item"]))
+    return EvalSet(list(rows["user_id"]), [list(h) for h in rows["train_items"]], list(rows["valid_item"]),
+                   _target_times(rows, "valid_ts"))
 
 
 def rank_targets(scores: torch.Tensor, histories: list[list[int]], targets: np.ndarray, k: int
@@ -77,14 +89,20 @@ def rank_targets(scores: torch.Tensor, histories: list[list[int]], targets: np.n
 
 
 def rank_eval_set(scorer: Scorer, eval_set: EvalSet, catalogue_ids: list[str], k_max: int,
-                  chunk: int = 1024) -> ModelRanks:
-    """Each user's pessimistic target rank and top ``k_max`` columns, scored ``chunk`` users at a time."""
+                  chunk: int = 1024, adjust: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+                  ) -> ModelRanks:
+    """Each user's pessimistic target rank and top ``k_max`` columns, scored ``chunk`` users at a time.
+
+    ``adjust(scores, first_case)`` changes a chunk's scores before ranking (the recency prior,
+    which depends on each case's time)."""
     column = {item: i for i, item in enumerate(catalogue_ids)}
     ranks, tops = [], []
     for start in range(0, len(eval_set.targets), chunk):
         histories = eval_set.histories[start:start + chunk]
         with torch.no_grad():
             scores = scorer(histories)
+            if adjust is not None:
+                scores = adjust(scores, start)
         excluded = [[column[i] for i in h if i in column] for h in histories]
         targets = np.array([column[t] for t in eval_set.targets[start:start + chunk]])
         chunk_ranks, chunk_top = rank_targets(scores, excluded, targets, k_max)

@@ -117,9 +117,15 @@ def test_the_command_writes_the_results_and_the_recommendations(tmp_path):
     assert document["dataset"] == "ml-synthetic" and document["budget_minutes"] == 0.2
     assert {"cpu", "cores", "torch", "python"} <= set(document["machine"])
     assert list(document["models"]) == ["MostPop", "EASE", "SASRec", "ours"]
+    extra = {"EASE": {"lambda"}, "ours": {"recency_prior", "without_recency_prior"}}
     for name, row in document["models"].items():
-        assert set(row) == METRIC_KEYS | ({"lambda"} if name == "EASE" else set()), name
+        assert set(row) == METRIC_KEYS | extra.get(name, set()), name
         assert all(0.0 <= row[m] <= 1.0 for m in METRIC_KEYS - {"train_s"}) and row["train_s"] >= 0
+    ours = document["models"]["ours"]
+    assert set(ours["recency_prior"]) == {"weight", "window_days"}
+    assert set(ours["without_recency_prior"]) == METRIC_KEYS - {"train_s"}  # the same model, scored without it
+    if not ours["recency_prior"]["weight"]:
+        assert all(ours["without_recency_prior"][m] == ours[m] for m in METRIC_KEYS - {"train_s"})
     assert document["models"]["SASRec"]["ndcg@10"] > document["models"]["MostPop"]["ndcg@10"]
 
     with open(out / "recs-ml-synthetic.csv", newline="") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -61,6 +62,7 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
         assert versions[0].blessed  # bootstrap rule on the first night
         champion = registry.champion()
         assert champion is not None and champion.lineage["manifests"]
+    assert_recency_prior_chosen_and_recorded(params, evaluation, versions, champion)
 
     recs = pd.read_sql("SELECT * FROM recommendations", params["paths"]["warehouse_url"])
     assert set(recs["run_date"]) == set(NIGHTS)
@@ -70,6 +72,24 @@ def test_two_nights_end_to_end(tmp_path, monkeypatch):
     before = len(recs)
     assert run_stage("publish", params_file, NIGHTS[1]) == 0
     assert len(pd.read_sql("SELECT * FROM recommendations", params["paths"]["warehouse_url"])) == before
+
+
+def assert_recency_prior_chosen_and_recorded(params: dict, evaluation: dict, versions, champion) -> None:
+    """Every (weight, window) pair was tried on validation beside off; the choice is recorded with the
+    version, the champion is ranked with its own, and publish serves the served version's."""
+    recency = evaluation["recency_prior"]
+    weights, windows = params["evaluate"]["recency_weights"], params["evaluate"]["recency_windows_days"]
+    assert len(recency["validation"]) == 1 + len(weights) * len(windows) and "off" in recency["validation"]
+    assert recency["chosen_on"] == "validation NDCG@10"
+    assert max(recency["validation"].values()) >= recency["validation"]["off"]
+    assert versions[1].metrics["recency_prior"] == recency["chosen"]
+    assert recency["champion"] == versions[0].metrics["recency_prior"]  # night one's own choice
+    published = json.loads(Path(params["paths"]["publish"], "summary.json").read_text())["recency_prior"]
+    served = champion.metrics["recency_prior"]
+    if served["weight"]:
+        assert {key: published[key] for key in served} == served and published["as_of_day"] > 0
+    else:
+        assert published == {"weight": 0.0}
 
 
 def assert_groups_published(params: dict, evaluation: dict, version: int) -> None:

@@ -16,6 +16,8 @@ from tests.conftest import shipped_params
 from tests.e2e.helpers import rebased_params
 
 NIGHTS = ("2026-02-08", "2026-02-09")
+FIRST_EVENT_S = 1_769_904_000  # 2026-02-01T00:00:00Z; a user's j-th event is j days later
+DAY_S = 86_400
 ITEM_IDS = [f"i{j:02d}" for j in range(24)]
 USER_IDS = [f"u{j:02d}" for j in range(16)]
 K = 5
@@ -38,12 +40,18 @@ def write_profiles(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     n = len(ITEM_IDS)
     histories = [[ITEM_IDS[(u * 3 + j) % n] for j in range(4 + u % 5)] for u in range(len(USER_IDS))]
+    times = [[FIRST_EVENT_S + j * DAY_S for j in range(len(h))] for h in histories]
     pd.DataFrame({
         "user_id": USER_IDS,
         "train_items": [h[:-2] for h in histories],
         "valid_item": [h[-2] for h in histories],
         "test_item": [h[-1] for h in histories],
+        "train_ts": [t[:-2] for t in times],
+        "valid_ts": pd.array([t[-2] for t in times], dtype="Int64"),
+        "test_ts": pd.array([t[-1] for t in times], dtype="Int64"),
     }).to_parquet(directory / "sequences.parquet", index=False)
+    (directory / "manifest.json").write_text(json.dumps(
+        {"stage": "profiles", "data_interval": {"start": "2026-02-01T00:00:00", "end": "2026-02-10T00:00:00"}}))
     pd.DataFrame({"item_id": ITEM_IDS, "text": [f"Quiet Harbor Story {i}. drama. A drama story." for i in ITEM_IDS],
                   "train_count": 1}).to_parquet(directory / "items.parquet", index=False)
     pd.DataFrame({"user_id": USER_IDS, "profile_text": "", "n_interactions": [len(h) for h in histories]}
@@ -63,8 +71,10 @@ def make_project(root: Path, registry_url: str | None = None) -> tuple[dict[str,
     return params, params_file
 
 
-def stage_night(params: dict[str, Any], night: str, model_dir: Path, *, blessed: bool) -> None:
-    """What finetune and evaluate leave behind for ``night``: the candidate, metrics and blessing."""
+def stage_night(params: dict[str, Any], night: str, model_dir: Path, *, blessed: bool,
+                recency_prior: dict[str, Any] | None = None) -> None:
+    """What finetune and evaluate leave behind for ``night``: the candidate, metrics (with the
+    recency prior evaluate chose, where given) and blessing."""
     paths = params["paths"]
     candidate = Path(paths["candidate"])
     shutil.rmtree(candidate, ignore_errors=True)
@@ -78,7 +88,10 @@ def stage_night(params: dict[str, Any], night: str, model_dir: Path, *, blessed:
     (evaluate / "blessing.json").write_text(json.dumps(
         {"logical_date": night, "blessed": blessed, "decision": "BLESSED" if blessed else "NOT_BLESSED",
          "reason": reason, "checks": []}))
-    (evaluate / "metrics.json").write_text(json.dumps({"candidate": {"ndcg@10": 0.03 if blessed else 0.01}}))
+    metrics: dict[str, Any] = {"candidate": {"ndcg@10": 0.03 if blessed else 0.01}}
+    if recency_prior is not None:
+        metrics["recency_prior"] = recency_prior
+    (evaluate / "metrics.json").write_text(json.dumps(metrics))
 
 
 def published(params: dict[str, Any], night: str) -> pd.DataFrame:

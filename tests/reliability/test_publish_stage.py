@@ -166,8 +166,38 @@ def test_a_new_champion_falls_back_to_a_full_rescore(project, small_models):
     stage_night(params, NIGHTS[1], small_models[1], blessed=True)
     assert run_task("promote", params_file, NIGHTS[1]) == 0
     assert run_task("publish", params_file, NIGHTS[1]) == 0
-    assert summary(params)["rescore"] == ("full rescore: the model, the catalogue or publish.k changed since the "
-                                          "previous publish")
+    assert summary(params)["rescore"] == ("full rescore: the model, the catalogue, publish.k or the recency prior "
+                                          "changed since the previous publish")
+
+
+def test_a_recorded_recency_prior_is_served_and_its_nightly_counts_mean_a_full_rescore(project, small_models):
+    """Version 2 has version 1's weights and a recency prior: every list is scored again, with the
+    prior counted before the profiles' interval end, as ``scorer_as_of`` serves it."""
+    from pipelines.model.recommender import load_model, serving_scorer
+    from pipelines.profiles.build import load_profiles
+    from pipelines.publish.writer import top_k_recommendations
+    from pipelines.ranking.recency import DAY_S, ItemTimeline, RecencyPrior, scorer_as_of
+
+    params, params_file = project
+    before = published(params, NIGHTS[0])
+    stage_night(params, NIGHTS[1], small_models[0], blessed=True, recency_prior={"weight": 4.0, "window_days": 3})
+    assert run_task("promote", params_file, NIGHTS[1]) == 0
+    assert run_task("publish", params_file, NIGHTS[1]) == 0
+    result = summary(params)
+    day = 1_770_681_600 // DAY_S  # the profiles' interval end, 2026-02-10
+    assert result["recency_prior"] == {"weight": 4.0, "window_days": 3, "as_of_day": day}
+    assert result["rescore"].startswith("full rescore: the model, the catalogue, publish.k or the recency prior")
+
+    profiles = load_profiles(params["paths"]["profiles"])
+    item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
+    seqs = profiles.sequences
+    histories = [list(t) + [v, s] for t, v, s in zip(seqs["train_items"], seqs["valid_item"], seqs["test_item"])]
+    scorer = scorer_as_of(serving_scorer(load_model(small_models[0]), item_ids, texts),
+                          ItemTimeline.from_sequences(seqs, item_ids), RecencyPrior(4.0, 3), day)
+    expected = top_k_recommendations(scorer, list(seqs["user_id"]), histories, item_ids, 5)
+    tonight = published(params, NIGHTS[1])
+    assert tonight[["user_id", "rank", "item_id"]].equals(expected[["user_id", "rank", "item_id"]])
+    assert not tonight[["user_id", "rank", "item_id"]].equals(before[["user_id", "rank", "item_id"]])
 
 
 @pytest.mark.postgres

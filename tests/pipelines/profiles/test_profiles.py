@@ -24,6 +24,13 @@ def test_last_is_test_second_last_is_valid():
     assert (list(row.train_items), row.valid_item, row.test_item) == (["a", "b"], "c", "d")
     start = int(T.timestamp())  # naive times are UTC
     assert list(row.train_ts) == [start + 3600, start + 7200]  # each training item's time, for warm nights
+    assert (row.valid_ts, row.test_ts) == (start + 3 * 3600, start + 4 * 3600)  # for the recency prior
+
+
+def test_a_user_under_the_minimum_has_no_held_out_times():
+    events = frame([(1, "u1", "a", "view", None, T), (2, "u1", "b", "view", None, T + pd.Timedelta(hours=1))])
+    row = split_sequences(events, 3).iloc[0]
+    assert pd.isna(row.valid_ts) and pd.isna(row.test_ts)
 
 
 def test_timestamp_ties_keep_source_order():
