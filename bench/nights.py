@@ -150,9 +150,9 @@ def candidate_scorer(model_dir: Path, profiles, params: dict[str, Any], night_s:
     item_ids, texts = list(profiles.items["item_id"]), list(profiles.items["text"])
     model = load_model(model_dir)
     scorer = serving_scorer(model, item_ids, texts, *model_catalogue(model, model_dir, item_ids, texts))
-    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids)
-    recency = choose_recency_prior(scorer, profiles, timeline, EvaluateParams.model_validate(params["evaluate"]))
+    recency = choose_recency_prior(scorer, profiles, EvaluateParams.model_validate(params["evaluate"]))
     prior = RecencyPrior.from_record(recency["chosen"])
+    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids)  # every event before the night
     return scorer_as_of(scorer, timeline, prior, night_s // DAY_S), scorer, recency
 
 

@@ -187,7 +187,7 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     the stage's code (with the recency prior the stage chose, each case counted before its
     target's day), as a check and for the recommendations.
     """
-    from pipelines.ranking.recency import ItemTimeline, RecencyPrior, case_prior, label
+    from pipelines.ranking.recency import TEST, ItemTimeline, RecencyPrior, case_prior, label
     from pipelines.ranking.scoring import rank_eval_set, test_set
     from pipelines.core.io import read_json
     from pipelines.ranking.metrics import ranking_metrics
@@ -201,7 +201,7 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     split = test_set(profiles.sequences)
     prior = RecencyPrior.from_record(stage_metrics.get("recency_prior"))
     progress(f"ours: recency prior {label(prior)} (chosen on validation by the evaluate stage)")
-    adjust = case_prior(ItemTimeline.from_sequences(profiles.sequences, item_ids), prior, split).adjust
+    adjust = case_prior(ItemTimeline.from_sequences(profiles.sequences, item_ids, TEST), prior, split).adjust
     outcome = rank_eval_set(scorer, split, item_ids, k, adjust=adjust)
     metrics = ranking_metrics(outcome.ranks, outcome.top_items, len(item_ids), k)
     if abs(metrics[f"ndcg@{k}"] - stage_metrics["candidate"][f"ndcg@{k}"]) > 1e-6:

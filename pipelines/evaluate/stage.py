@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from pipelines.ranking.scoring import ModelRanks, Scorer
     from pipelines.ranking.scoring import EvalSet
     from pipelines.profiles.build import Profiles
-    from pipelines.ranking.recency import ItemTimeline
 
 log = logging.getLogger("retrain.evaluate")
 
@@ -94,7 +93,7 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     version and the recency prior section. The candidate is ranked with the prior chosen for it
     tonight, the champion with the one recorded with it: each as it would serve."""
     from pipelines.evaluate.baselines import fit_ease
-    from pipelines.ranking.recency import ItemTimeline, RecencyPrior, case_prior
+    from pipelines.ranking.recency import TEST, ItemTimeline, RecencyPrior, case_prior
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
     from pipelines.model.recommender import load_model, serving_scorer
     from pipelines.model.text_vectors import model_catalogue
@@ -103,8 +102,8 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     candidate = load_model(Path(paths.candidate))
     catalogue, text_vectors = model_catalogue(candidate, Path(paths.candidate), item_ids, texts)
     scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
-    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids)
-    recency = choose_recency_prior(scorers["candidate"], profiles, timeline, settings)
+    recency = choose_recency_prior(scorers["candidate"], profiles, settings)
+    timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids, TEST)
     priors = {"candidate": RecencyPrior.from_record(recency["chosen"])}
     champion_version, champion, champion_dir, champion_metrics = champion_model(
         paths.registry_url, Path(paths.artifact_store), logical_date)
@@ -127,14 +126,15 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     return ranks, scorers, (catalogue, text_vectors), champion_version, recency
 
 
-def choose_recency_prior(scorer: Scorer, profiles: Profiles, timeline: ItemTimeline,
-                         settings: EvaluateParams) -> dict[str, Any]:
-    """The candidate's recency prior (``pipelines.ranking.recency``), chosen on the validation split:
-    the chosen weight and window and every pair's validation NDCG@k; off where nothing can be chosen."""
-    from pipelines.ranking.recency import RecencyPrior, choose_prior, label
+def choose_recency_prior(scorer: Scorer, profiles: Profiles, settings: EvaluateParams) -> dict[str, Any]:
+    """The candidate's recency prior (``pipelines.ranking.recency``), chosen on the validation split
+    (counting training events only): the chosen weight and window and every pair's validation
+    NDCG@k; off where nothing can be chosen."""
+    from pipelines.ranking.recency import VALIDATION, ItemTimeline, RecencyPrior, choose_prior, label
     from pipelines.ranking.scoring import validation_set
 
     valid = validation_set(profiles.sequences)
+    timeline = ItemTimeline.from_sequences(profiles.sequences, list(profiles.items["item_id"]), VALIDATION)
     if not settings.recency_weights or not len(timeline.days) or valid.target_ts is None or not valid.targets:
         why = ("no weights in evaluate.recency_weights" if not settings.recency_weights
                else "the profiles hold no event times or no validation users")

@@ -5,8 +5,10 @@ Tomorrow's choices lean towards what is popular now, which a sequence model read
 history cannot see. Served scores are the model's scores standardised per user plus ``weight``
 times the standardised log count of each item's events in the ``window_days`` whole days before
 the moment (0: every day before it). A case is scored as of the day of its target (the target's
-own day is never counted); a night serves as of its data interval's end. Evaluate chooses the
-weight and the window on the validation split, with 0 (off) among the weights.
+own day is never counted) and counts only the events its phase may see: no held-out item of the
+leave-last-out split is counted where it is held out. A night serves as of its data interval's
+end, counting every event. Evaluate chooses the weight and the window on the validation split,
+with 0 (off) among the weights.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from pipelines.groups.evaluation import ndcg_at_k
 from pipelines.ranking.scoring import EvalSet, Scorer, rank_targets
 
 DAY_S = 86_400
+# The held-out events each phase counts: a validation case sees the training events only, a test
+# case also the validation items (as its history does), a night every event.
+VALIDATION: tuple[str, ...] = ()
+TEST = ("valid",)
+SERVING = ("valid", "test")
 
 
 @dataclass(frozen=True)
@@ -54,9 +61,12 @@ class ItemTimeline:
         self.n_items = n_items
 
     @classmethod
-    def from_sequences(cls, sequences: pd.DataFrame, item_ids: Sequence[str]) -> ItemTimeline:
-        """The profiles' events (training, validation and test items with their times); items
-        outside ``item_ids`` are not counted. Profiles without event times give an empty timeline."""
+    def from_sequences(cls, sequences: pd.DataFrame, item_ids: Sequence[str],
+                       held_out: Sequence[str] = SERVING) -> ItemTimeline:
+        """The profiles' training events and the ``held_out`` ones ("valid", "test") with their times:
+        ``VALIDATION``, ``TEST`` or ``SERVING``, so that no phase counts an item it holds out of every
+        user's history. Items outside ``item_ids`` are not counted. Profiles without event times give
+        an empty timeline."""
         column = {item: i for i, item in enumerate(item_ids)}
         items: list[str] = []
         seconds: list[int] = []
@@ -64,7 +74,7 @@ class ItemTimeline:
             for history, stamps in zip(sequences["train_items"], sequences["train_ts"]):
                 items.extend(history)
                 seconds.extend(int(s) for s in stamps)
-            for name in ("valid", "test"):
+            for name in held_out:
                 if f"{name}_ts" not in sequences:
                     continue
                 known = sequences[sequences[f"{name}_item"].notna() & sequences[f"{name}_ts"].notna()]
@@ -150,11 +160,13 @@ def choose_prior(scorer: Scorer, valid: EvalSet, timeline: ItemTimeline, item_id
         excluded = [[column[i] for i in h if i in column] for h in histories]
         targets = np.array([column[t] for t in valid.targets[start:start + chunk]])
         days = as_of_days[start:start + len(histories)]
-        counts = {d: timeline.counts_before(days, d) for d in {c.window_days for c in candidates if not c.off}}
-        for n, candidate in enumerate(candidates):
-            adjusted = scores if candidate.off else with_prior(scores, counts[candidate.window_days], candidate)
-            ranks, _ = rank_targets(adjusted, excluded, targets, k)
-            totals[n] += ndcg_at_k(ranks, k).sum()
+        totals[0] += ndcg_at_k(rank_targets(scores, excluded, targets, k)[0], k).sum()
+        for window in shortest_first:  # one window's counts at a time: (chunk, items) each
+            counts = timeline.counts_before(days, window)
+            for n, candidate in enumerate(candidates):
+                if not candidate.off and candidate.window_days == window:
+                    ranks, _ = rank_targets(with_prior(scores, counts, candidate), excluded, targets, k)
+                    totals[n] += ndcg_at_k(ranks, k).sum()
     curve = {label(c): round(float(t / max(len(valid.targets), 1)), 6) for c, t in zip(candidates, totals)}
     best = max(range(len(candidates)), key=lambda n: (round(totals[n], 9), -n))
     return candidates[best], curve

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pipelines.ranking.recency import (DAY_S, ItemTimeline, RecencyPrior, case_days, case_prior, choose_prior,
-                                       scorer_as_of, standardised, with_prior)
+from pipelines.ranking.recency import (DAY_S, SERVING, TEST, VALIDATION, ItemTimeline, RecencyPrior, case_days,
+                                       case_prior, choose_prior, scorer_as_of, standardised, with_prior)
 from pipelines.ranking import scoring
 from pipelines.ranking.scoring import EvalSet, rank_eval_set
 
@@ -27,7 +27,7 @@ def test_counts_are_the_whole_days_before_the_case_within_the_window():
     assert events.counts_before(np.array([10]), 0)[0].tolist() == [2, 2, 0, 0]  # 0: every day before
 
 
-def test_the_timeline_holds_every_profiled_event_with_its_time_and_only_catalogue_items():
+def test_the_timeline_holds_the_phase_s_profiled_events_with_their_times_and_only_catalogue_items():
     sequences = pd.DataFrame({
         "user_id": ["u1", "u2"], "train_items": [["a", "x"], ["b"]], "train_ts": [[0, DAY_S], [2 * DAY_S]],
         "valid_item": ["c", None], "test_item": ["d", None],
@@ -35,6 +35,10 @@ def test_the_timeline_holds_every_profiled_event_with_its_time_and_only_catalogu
     })
     events = ItemTimeline.from_sequences(sequences, ITEMS)
     assert sorted(zip(events.columns.tolist(), events.days.tolist())) == [(0, 0), (1, 2), (2, 3), (3, 4)]
+    # no phase counts what it holds out: validation sees training events, the test also validation items
+    assert sorted(ItemTimeline.from_sequences(sequences, ITEMS, VALIDATION).columns.tolist()) == [0, 1]
+    assert sorted(ItemTimeline.from_sequences(sequences, ITEMS, TEST).columns.tolist()) == [0, 1, 2]
+    assert ItemTimeline.from_sequences(sequences, ITEMS, SERVING).columns.tolist() == events.columns.tolist()
     assert case_days(scoring.validation_set(sequences)).tolist() == [3]
     assert case_days(scoring.test_set(sequences)).tolist() == [4]
 
