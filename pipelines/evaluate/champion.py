@@ -9,17 +9,16 @@ from typing import Any
 
 def champion_model(registry_url: str, artifact_store: Path, logical_date: str):
     """The champion as of the night (``Registry.champion_as_of``: for a backfill or a rerun, never a
-    model trained on that night or later): (version, model, artifact directory, the metrics recorded
-    with it, which hold its serving choices), or Nones."""
+    model trained on that night or later): (version, model, artifact directory), or Nones."""
     from pipelines.model.recommender import load_model
     from pipelines.registry.store import Registry
 
     with Registry(registry_url, artifact_store) as registry:
         champion = registry.champion_as_of(logical_date)
         if champion is None:
-            return None, None, None, None
+            return None, None, None
         directory = registry.artifact_path(champion.version)
-        return champion.version, load_model(directory), directory, champion.metrics
+        return champion.version, load_model(directory), directory
 
 
 def champion_history(registry_url: str, artifact_store: Path, k: int) -> list[dict[str, Any]]:

@@ -433,7 +433,7 @@ def _training_view(curve: list[Mapping[str, Any]], ctx: _Context) -> dict[str, A
 
 
 def _recency_note(recency: Mapping[str, Any], k: int) -> str | None:
-    """Which recency prior the candidate and the champion were ranked with (pipelines.ranking.recency)."""
+    """The recency prior the candidate and the champion were ranked with (pipelines.ranking.recency)."""
     if not recency:
         return None
 
@@ -451,9 +451,8 @@ def _recency_note(recency: Mapping[str, Any], k: int) -> str | None:
         note += f" (chosen on validation: NDCG@{k} {_fmt(best)}, {_fmt(curve.get('off'))} without)"
     else:
         note += f" ({recency.get('chosen_on', 'not chosen')})"
-    if "champion" in recency:
-        note += f"; of the champion, as recorded with it: {described(_mapping(recency.get('champion')))}"
-    return note + ". Each case counts the days before its target's day; MostPop and EASE have none."
+    return note + (". The champion is ranked with the same prior; each case counts the days before its target's "
+                   "day; MostPop and EASE have none.")
 
 
 def _data_view(summary: Mapping[str, Any]) -> Table | None:

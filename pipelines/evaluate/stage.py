@@ -90,8 +90,8 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
                                dict[str, Any]]:
     """Every model's ranks on tonight's test split: candidate, champion as of the night (re-scored),
     MostPop, EASE; their scorers, the candidate's catalogue with its text vectors, the champion's
-    version and the recency prior section. The candidate is ranked with the prior chosen for it
-    tonight, the champion with the one recorded with it: each as it would serve."""
+    version and the recency prior section. Candidate and champion are both ranked with the prior
+    chosen tonight, so the gate compares the models, not two priors."""
     from pipelines.evaluate.baselines import fit_ease
     from pipelines.ranking.recency import TEST, ItemTimeline, RecencyPrior, case_prior
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
@@ -104,14 +104,12 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
     scorers = {"candidate": serving_scorer(candidate, item_ids, texts, catalogue, text_vectors)}
     recency = choose_recency_prior(scorers["candidate"], profiles, settings)
     timeline = ItemTimeline.from_sequences(profiles.sequences, item_ids, TEST)
-    priors = {"candidate": RecencyPrior.from_record(recency["chosen"])}
-    champion_version, champion, champion_dir, champion_metrics = champion_model(
-        paths.registry_url, Path(paths.artifact_store), logical_date)
+    prior = RecencyPrior.from_record(recency["chosen"])
+    champion_version, champion, champion_dir = champion_model(paths.registry_url, Path(paths.artifact_store),
+                                                              logical_date)
     if champion is not None:  # never its old numbers: it is scored again on tonight's split, as it serves
         scorers["champion"] = serving_scorer(champion, item_ids, texts,
                                              *model_catalogue(champion, champion_dir, item_ids, texts))
-        priors["champion"] = RecencyPrior.from_record(champion_metrics.get("recency_prior"))
-        recency["champion"] = priors["champion"].as_record()
     scorers["MostPop"] = most_popular_scorer(profiles.items["train_count"].to_numpy())
     if len(item_ids) <= settings.ease_max_items:
         scorers["EASE"], lam, _ = fit_ease(profiles.sequences, item_ids, settings.ease_lambdas, settings.k)
@@ -120,7 +118,7 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
         log.info("EASE skipped: %d items exceed evaluate.ease_max_items", len(item_ids))
     ranks = {}
     for name, scorer in scorers.items():
-        adjust = case_prior(timeline, priors[name], split).adjust if name in priors else None
+        adjust = case_prior(timeline, prior, split).adjust if name in ("candidate", "champion") else None
         ranks[name] = rank_eval_set(scorer, split, item_ids, k_max, adjust=adjust)
         log.info("%s ranked %d test users", name, len(ranks[name].ranks))
     return ranks, scorers, (catalogue, text_vectors), champion_version, recency

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipelines.ranking.metrics import column_mask
+from pipelines.ranking.metrics import column_mask, ndcg_per_case
 
 
 def target_ranks(scores: np.ndarray, targets: Sequence[int], excluded: Sequence[Iterable[int]]) -> np.ndarray:
@@ -42,11 +42,7 @@ def target_ranks(scores: np.ndarray, targets: Sequence[int], excluded: Sequence[
     return at_least.sum(axis=1).astype(np.int64)
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> np.ndarray:
-    """Per case, NDCG@k of one relevant item at 0-based ``ranks``: 1 / log2(rank + 2) inside the top
-    k, else 0. Range [0, 1]."""
-    ranks = np.asarray(ranks)
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+ndcg_at_k = ndcg_per_case  # per case, NDCG@k of one relevant item at 0-based ranks
 
 
 def hit_at_k(ranks: np.ndarray, k: int) -> np.ndarray:

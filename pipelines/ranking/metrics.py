@@ -138,6 +138,13 @@ def top_items_from_scores(scores: np.ndarray, excluded_columns: Sequence[Iterabl
     return np.lexsort((-scores, column_mask(excluded_columns, scores.shape)), axis=1)[:, :k]
 
 
+def ndcg_per_case(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per case, NDCG@k of one relevant item at 0-based ``ranks``: 1 / log2(rank + 2) inside the top
+    k, else 0. Range [0, 1]."""
+    ranks = np.asarray(ranks)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def _check_k(k: int) -> None:
     if k < 1:
         raise ValueError(f"K={k}: K must be >= 1")

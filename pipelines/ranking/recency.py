@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.groups.evaluation import ndcg_at_k
+from pipelines.ranking.metrics import ndcg_per_case
 from pipelines.ranking.scoring import EvalSet, Scorer, rank_targets
 
 DAY_S = 86_400
@@ -160,13 +160,13 @@ def choose_prior(scorer: Scorer, valid: EvalSet, timeline: ItemTimeline, item_id
         excluded = [[column[i] for i in h if i in column] for h in histories]
         targets = np.array([column[t] for t in valid.targets[start:start + chunk]])
         days = as_of_days[start:start + len(histories)]
-        totals[0] += ndcg_at_k(rank_targets(scores, excluded, targets, k)[0], k).sum()
+        totals[0] += ndcg_per_case(rank_targets(scores, excluded, targets, k)[0], k).sum()
         for window in shortest_first:  # one window's counts at a time: (chunk, items) each
             counts = timeline.counts_before(days, window)
             for n, candidate in enumerate(candidates):
                 if not candidate.off and candidate.window_days == window:
                     ranks, _ = rank_targets(with_prior(scores, counts, candidate), excluded, targets, k)
-                    totals[n] += ndcg_at_k(ranks, k).sum()
+                    totals[n] += ndcg_per_case(ranks, k).sum()
     curve = {label(c): round(float(t / max(len(valid.targets), 1)), 6) for c, t in zip(candidates, totals)}
     best = max(range(len(candidates)), key=lambda n: (round(totals[n], 9), -n))
     return candidates[best], curve
