@@ -19,8 +19,8 @@ training history (on CAMRa2011 no test item is in a member's history, while 83% 
 training items are; holding out any training item would choose the weight on an easier task).
 Models: MostPop (group training counts), GroupEASE (EASE over group and user rows stacked, scored
 from the group's row), EASE on the members with average and with least-misery aggregation, and
-ours under each strategy (``ours + <strategy>``); ``ours`` is the strategy chosen on the groups'
-validation choices (see ``bench/groups_consrec.py``). ``--baselines-only`` skips ours.
+ours under each strategy (``ours + <strategy>``); ``ours`` is the strategy chosen on the same
+validation cases (see ``bench/groups_consrec.py``). ``--baselines-only`` skips ours.
 
 For comparison with published tables only, the literature's sampled protocol is reported beside
 (``sampled_protocol`` in the JSON): per case the positive among 100 negatives, ties counted against
@@ -184,16 +184,17 @@ def judge_ours(trained: Mapping[str, Any], rows: Mapping[str, np.ndarray], group
     results["ours"] = {**results[chosen], "strategy": trained["chosen"]}
     test_scores["ours"] = test_scores[chosen]
     return {"strategy": trained["chosen"], "chosen_on": "the groups' validation choices "
-            f"({trained['validation_groups']} groups' held-out second-to-last training choice, where no member "
-            "made it alone)",
-            "item_model": trained.get("item_model"), "training": trained["training"],
+            f"({trained['validation_groups']} groups' held-out training choice, one per group that no member "
+            "made alone: the baselines' validation cases)",
+            "validation_cases": trained["validation_groups"], "item_model": trained.get("item_model"), "training": trained["training"],
             "stage_seconds": trained["stage_seconds"]}
 
 
 def run(dataset_dir: Path, lambdas: list[float], seed: int,
-        ours: Callable[[Any, list[str]], dict[str, Any]] | None = None) -> dict[str, Any]:
+        ours: Callable[[Any, list[str], dict[str, str]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The ConsRec-mode document; ``recs`` (top lists) travels beside it, popped before writing.
-    ``ours(data, groups)`` trains the platform on the dataset and scores ``groups``
+    ``ours(data, groups, held_out)`` trains the platform on the dataset, chooses on the baselines'
+    validation choices ``held_out`` (group -> item id) and scores ``groups``
     (``bench.groups_consrec.run_ours``); without it only the baselines run."""
     from pipelines.datasets.consrec import load_consrec
     from pipelines.groups import baselines as gb
@@ -263,7 +264,7 @@ def run(dataset_dir: Path, lambdas: list[float], seed: int,
     if ours is not None:
         progress(f"ours: the platform's stages on the dataset, then {len(rec_groups)} groups scored")
         started = time.perf_counter()
-        trained = ours(data, rec_groups)
+        trained = ours(data, rec_groups, {g: catalogue[c] for g, c in held_out.items()})
         rows = ours_rows(trained, catalogue)
         ours_details = judge_ours(trained, rows, rec_groups, test, results, test_scores)
         ours_details["seconds"] = round(time.perf_counter() - started, 1)
@@ -389,7 +390,7 @@ def run_consrec(args: argparse.Namespace) -> dict[str, Any]:
     project = Path(tempfile.mkdtemp(prefix="bench-groups-consrec-"))
     try:
         return run(args.dataset, args.lambdas, args.seed,
-                   ours=lambda data, groups: run_ours(data, args, project, groups, K))
+                   ours=lambda data, groups, held_out: run_ours(data, args, project, groups, held_out, K))
     finally:
         if args.keep:
             progress(f"temporary project kept at {project}")

@@ -78,6 +78,7 @@ def test_the_bench_trains_ours_and_ranks_every_strategy_beside_the_baselines(tmp
     assert document["models"]["ours"]["ndcg@10"] == document["models"][f"ours + {chosen}"]["ndcg@10"]
     validation = {s: document["models"][f"ours + {s}"]["validation_ndcg"] for s in strategies}
     assert validation[chosen] == max(validation.values())  # chosen on validation, not on the test cases
+    assert document["ours"]["validation_cases"] == document["protocol"]["validation_cases"] > 0  # same cases
     assert document["ours"]["training"]["steps"] > 0 and document["budget_minutes"] == 0.05
     assert set(document["sampled_protocol"]["models"]) == set(document["models"])
     assert document["recommendations"] == {"model": f"ours ({chosen})", "k": 20, "groups": 12}
