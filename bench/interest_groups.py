@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -135,11 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="demo_data.n_users instead of the params'")
     parser.add_argument("--items", type=int, help="demo_data.n_items instead of the params'")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary project (its path is printed), e.g. to profile a stage in it")
     args = parser.parse_args(argv)
     sizes = {key: value for key, value in (("n_users", args.users), ("n_items", args.items)) if value}
-    with tempfile.TemporaryDirectory(prefix="bench-interest-groups-") as tmp:
-        document = run(args.params.resolve(), [n.strip() for n in args.nights.split(",") if n.strip()], Path(tmp),
+    project = Path(tempfile.mkdtemp(prefix="bench-interest-groups-"))
+    try:
+        document = run(args.params.resolve(), [n.strip() for n in args.nights.split(",") if n.strip()], project,
                        sizes)
+    finally:
+        if args.keep:
+            progress(f"temporary project kept at {project}")
+        else:
+            shutil.rmtree(project, ignore_errors=True)
     print(format_table(document["nights"]))
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"interest-groups-synthetic{f'-{args.users}u' if args.users else ''}.json"
