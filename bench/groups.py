@@ -186,8 +186,8 @@ def judge_ours(trained: Mapping[str, Any], rows: Mapping[str, np.ndarray], group
     return {"strategy": trained["chosen"], "chosen_on": "the groups' validation choices "
             f"({trained['validation_groups']} groups' held-out training choice, one per group that no member "
             "made alone: the baselines' validation cases)",
-            "validation_cases": trained["validation_groups"], "item_model": trained.get("item_model"), "training": trained["training"],
-            "stage_seconds": trained["stage_seconds"]}
+            "validation_cases": trained["validation_groups"], "item_model": trained.get("item_model"),
+            "training": trained["training"], "stage_seconds": trained["stage_seconds"]}
 
 
 def run(dataset_dir: Path, lambdas: list[float], seed: int,
