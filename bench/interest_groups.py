@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.quality import machine_info, progress, run_stage, write_atomic  # noqa: E402
+from bench.quality import in_temporary_project, machine_info, progress, run_stage, write_atomic  # noqa: E402
 
 STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
 DEFAULT_NIGHTS = ("2026-03-01", "2026-03-02")
@@ -140,15 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the temporary project (its path is printed), e.g. to profile a stage in it")
     args = parser.parse_args(argv)
     sizes = {key: value for key, value in (("n_users", args.users), ("n_items", args.items)) if value}
-    project = Path(tempfile.mkdtemp(prefix="bench-interest-groups-"))
-    try:
-        document = run(args.params.resolve(), [n.strip() for n in args.nights.split(",") if n.strip()], project,
-                       sizes)
-    finally:
-        if args.keep:
-            progress(f"temporary project kept at {project}")
-        else:
-            shutil.rmtree(project, ignore_errors=True)
+    nights = [n.strip() for n in args.nights.split(",") if n.strip()]
+    document = in_temporary_project("bench-interest-groups-", args.keep,
+                                    lambda project: run(args.params.resolve(), nights, project, sizes))
+    if document is None:  # a stage failed: in_temporary_project said which, in one line
+        return 1
     print(format_table(document["nights"]))
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"interest-groups-synthetic{f'-{args.users}u' if args.users else ''}.json"
