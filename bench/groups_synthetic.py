@@ -304,7 +304,7 @@ def summarise(values: Mapping[str, Mapping[str, np.ndarray]], seed: int) -> dict
 
 def relative_gain(ours: np.ndarray, base: np.ndarray, seed: int) -> dict[str, Any]:
     """ours / base - 1 on the means over the same groups, with a paired bootstrap 95% interval."""
-    from pipelines.evaluate.analysis import percentile_interval, resample_indices
+    from pipelines.evaluate.analysis import ratio_interval, resample_indices
 
     ours, base = np.asarray(ours, dtype=np.float64), np.asarray(base, dtype=np.float64)
     kept = ~(np.isnan(ours) | np.isnan(base))  # groups without a value (the diagnostic's) are left out
@@ -312,12 +312,10 @@ def relative_gain(ours: np.ndarray, base: np.ndarray, seed: int) -> dict[str, An
     if not len(ours) or base.mean() == 0:
         return {"ours": _mean(ours), "baseline_value": _mean(base), "relative": None, "relative_ci95": None,
                 "groups_compared": int(len(ours))}
-    indices = resample_indices(len(ours), BOOTSTRAP_RESAMPLES, seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = ours[indices].mean(axis=1) / base[indices].mean(axis=1) - 1.0
+    low, high = ratio_interval(ours, base, resample_indices(len(ours), BOOTSTRAP_RESAMPLES, seed))
     return {"ours": _mean(ours), "baseline_value": _mean(base),
             "relative": round(float(ours.mean() / base.mean() - 1.0), 4),
-            "relative_ci95": _rounded(percentile_interval(ratios[np.isfinite(ratios)])),
+            "relative_ci95": _rounded((low - 1.0, high - 1.0)),
             "groups_compared": int(len(ours))}
 
 

@@ -1,7 +1,7 @@
 """Nights benchmark: a dataset's own time line replayed as nights, each judged on the next interval.
 
     python bench/nights.py DATASET_DIR --nights N [--night-days D] [--budget-minutes M] [--out DIR]
-                           [--params params.yaml] [--threads T] [--keep]
+                           [--params params.yaml] [--threads T] [--cold-every-night] [--keep]
 
 The MovieLens directory (100K, 1M or latest-small) is imported into a SQLite warehouse inside a
 temporary project, and every night runs the platform's stages for real (extract, validate,
@@ -10,13 +10,17 @@ process, with a copy of ``--params`` and only the overrides of ``bench.quality.b
 The last night ends D days before the newest event; the nights before it are D days apart. The
 first night trains cold on everything before it; every later night warm-starts from the champion
 as the platform does (``finetune.warm_nights``). On the last night a cold retrain on the same data
-(the finetune stage with ``warm_start: false`` and the budget M) runs beside it.
+(the finetune stage with ``warm_start: false`` and the budget M) runs beside it; with
+``--cold-every-night`` one runs beside every warm night, and the warm / cold ratio is also pooled
+over those nights (``summary.pooled_quality_ratio``), since one night judges only the users active in
+its interval.
 
 Each night's candidate is judged on the next D days (``bench.next_interval``) as publish would serve
 it: with the recency prior chosen on the night's validation split as the evaluate stage chooses it,
 counted before the night (``pipelines.ranking.recency``); the cold retrain gets its own. Beside it: MostPop over
 a trailing window (chosen on the interval before the night), EASE (lambda chosen on validation)
-and, on the last night, an ID-only SASRec trained cold with the budget M. Writes
+and, on the last night, an ID-only SASRec trained cold with the budget M. On every night with a cold retrain the warm
+model is also compared with each of them on the same users, with bootstrap intervals (``paired``). Writes
 ``OUT/nights-<dataset>.json`` and ``OUT/nights-recs-<dataset>.csv`` (the warm model's top 10 on the
 last night for every judged user). See bench/README.md and docs/nights.md.
 """
@@ -36,6 +40,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # run as a script: make `bench` (and the project) importable
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -46,6 +52,8 @@ from bench.quality import (bench_params, in_temporary_project, machine_info, pro
 NIGHT_STAGES = ("extract", "validate", "profiles", "finetune", "evaluate", "promote", "publish")
 POPULARITY_WINDOWS_DAYS = (1, 3, 7, 14, 30, 60, 0)  # 0: all history
 COLD_USER_MAX_HISTORY = 5
+BASELINES = ("MostPop", "EASE", "SASRec")
+BOOTSTRAP_RESAMPLES = 2000
 HEAVY_USER_QUANTILE = 0.75
 DAY_S = 86_400
 
@@ -157,29 +165,34 @@ def candidate_scorer(model_dir: Path, profiles, params: dict[str, Any], night_s:
 
 
 def judge_with_prior(name: str, model_dir: Path, profiles, params: dict[str, Any], night_s: int, cases, k: int,
-                     slices, results: dict[str, Any]):
+                     slices, results: dict[str, Any], per_user: dict[str, np.ndarray]):
     """Judges the model served with its recency prior as ``name``, and records the prior and the
     same model's figures without it (``without_recency_prior``); returns the served scorer."""
     from bench.next_interval import judge, score_cases
 
     item_ids = list(profiles.items["item_id"])
     served, plain, recency = candidate_scorer(model_dir, profiles, params, night_s)
-    judge_model(name, served, cases, item_ids, k, slices, results)
+    judge_model(name, served, cases, item_ids, k, slices, results, per_user)
     results[name]["recency_prior"] = recency
     results[name]["without_recency_prior"] = judge(score_cases(plain, cases, item_ids), cases, item_ids, k, {})["all"]
     return served
 
 
-def judge_model(name: str, scorer, cases, item_ids, k, slices, results: dict[str, Any]):
-    from bench.next_interval import judge, score_cases
+def judge_model(name: str, scorer, cases, item_ids, k, slices, results: dict[str, Any],
+                per_user: dict[str, np.ndarray]):
+    """Judges ``scorer`` as ``name``: its figures go into ``results``, its per-user NDCG@k (for the
+    paired intervals, never written) into ``per_user``."""
+    from bench.next_interval import judge, score_cases, user_values
 
     scores = score_cases(scorer, cases, item_ids)
     results[name] = judge(scores, cases, item_ids, k, slices)
+    per_user[name] = user_values(scores, cases, item_ids, k, f"ndcg@{k}")
     progress(f"{name}: {results[name]['all']}")
     return scores
 
 
-def baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs):
+def baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs,
+                        per_user):
     """MostPop over a trailing window and EASE, each fitted on data before the night only."""
     from bench.next_interval import choose_popularity_window, popularity_scorer
     from pipelines.evaluate.baselines import fit_ease
@@ -188,43 +201,84 @@ def baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, 
     days, curve = choose_popularity_window(events[events["seconds"] < night_s], item_ids, night_s, interval_s,
                                            POPULARITY_WINDOWS_DAYS, k)
     start = night_s - int(days * DAY_S) if days else -2**62
-    judge_model("MostPop", popularity_scorer(events, item_ids, start, night_s), cases, item_ids, k, slices, results)
+    judge_model("MostPop", popularity_scorer(events, item_ids, start, night_s), cases, item_ids, k, slices, results,
+                per_user)
     results["MostPop"]["window_days"] = days
     costs["MostPop"] = in_process_cost(wall, cpu)
     wall, cpu = time.perf_counter(), time.process_time()
     scorer, lam, _ = fit_ease(profiles.sequences, item_ids, args.ease_lambdas, k)
-    judge_model("EASE", scorer, cases, item_ids, k, slices, results)
+    judge_model("EASE", scorer, cases, item_ids, k, slices, results, per_user)
     results["EASE"]["lambda"] = lam
     costs["EASE"] = in_process_cost(wall, cpu)
 
 
-def last_night_extras(project: Path, params: dict[str, Any], logical_date: str, night_s: int, profiles, cases,
-                      item_ids, k, slices, args, results, costs) -> None:
-    """The cold retrain of ours on the same data, and the ID-only SASRec trained cold."""
+def cold_retrain(project: Path, params: dict[str, Any], logical_date: str, night_s: int, profiles, cases, k, slices,
+                 args, results, costs, per_user) -> dict[str, Any]:
+    """Ours trained cold on the night's data (the finetune stage with ``warm_start: false``, its outputs
+    under ``PROJECT/cold/<night>``), judged as "ours-cold"; returns its training record."""
     import yaml
-
-    from bench.baselines import fit_sasrec
 
     cold = copy.deepcopy(params)
     cold["finetune"]["warm_start"] = False
     for key in ("candidate", "reports", "checkpoints"):
-        cold["paths"][key] = str(project / "cold" / key)
-    cold_file = project / "params-cold.yaml"
+        cold["paths"][key] = str(project / "cold" / logical_date / key)
+    cold_file = project / f"params-cold-{logical_date}.yaml"
     cold_file.write_text(yaml.safe_dump(cold, sort_keys=False))
     costs["ours-cold"] = {"finetune": run_measured("finetune", cold_file, logical_date, args.threads)}
     judge_with_prior("ours-cold", Path(cold["paths"]["candidate"]), profiles, params, night_s, cases, k, slices,
-                     results)
+                     results, per_user)
+    return training_record(Path(cold["paths"]["reports"]))
+
+
+def sasrec_baseline(profiles, cases, item_ids, k, slices, args, results, costs, per_user) -> None:
+    """The ID-only SASRec, trained cold with the budget M."""
+    from bench.baselines import fit_sasrec
+
     wall, cpu = time.perf_counter(), time.process_time()
     fitted = fit_sasrec(profiles.sequences, item_ids, args.budget_minutes * 60, (0.2,), k, progress, seed=args.seed)
     costs["SASRec"] = in_process_cost(wall, cpu)
-    judge_model("SASRec", fitted.scorer, cases, item_ids, k, slices, results)
+    judge_model("SASRec", fitted.scorer, cases, item_ids, k, slices, results, per_user)
+
+
+def training_record(reports: Path) -> dict[str, Any]:
+    """What the finetune stage wrote about its run: steps, time, why it stopped, its best validation."""
+    from pipelines.core.io import read_json
+
+    training = read_json(reports / "finetune" / "training.json")
+    return {key: training.get(key) for key in ("steps", "samples", "train_seconds", "stopped_by", "best_epoch",
+                                               "best_valid_ndcg@10", "plan")}
+
+
+def warm_over_cold(warm: np.ndarray, cold: np.ndarray, seed: int) -> dict[str, Any]:
+    """mean(warm) / mean(cold) over the same judged users, with its user-bootstrap 95% interval."""
+    from pipelines.evaluate.analysis import ratio_interval, resample_indices
+
+    interval = ratio_interval(warm, cold, resample_indices(len(warm), BOOTSTRAP_RESAMPLES, seed))
+    ratio = float(warm.mean() / cold.mean()) if len(cold) and cold.mean() else float("nan")
+    return {"ratio": round(ratio, 4), "ci95": [round(v, 4) for v in interval]}
+
+
+def paired_comparisons(per_user: dict[str, np.ndarray], k: int, seed: int) -> dict[str, Any]:
+    """The warm model against the cold retrain (ratio of means) and against each baseline (difference),
+    on the same judged users with user-bootstrap 95% intervals: with a few dozen users a night, one
+    night's gap can be mostly sampling noise, and the interval says how much."""
+    from pipelines.evaluate.analysis import paired_difference, resample_indices
+
+    warm = per_user["ours"]
+    indices = resample_indices(len(warm), BOOTSTRAP_RESAMPLES, seed)
+    return {"metric": f"ndcg@{k}", "users": int(len(warm)), "resamples": BOOTSTRAP_RESAMPLES,
+            "warm_over_cold": warm_over_cold(warm, per_user["ours-cold"], seed),
+            "ours_minus": {name: {key: round(value, 6) for key, value in
+                                  paired_difference(warm, per_user[name], indices).items()}
+                           for name in BASELINES if name in per_user}}
 
 
 # -- one night --------------------------------------------------------------------------------------------
 def run_night(project: Path, base: dict[str, Any], day: dt.date, first: bool, last: bool, events,
-              args) -> tuple[dict[str, Any], Any]:
-    """Runs the night's stages and judges every model; returns the night's record and, on the last
-    night, the warm model's top-10 lists."""
+              args) -> tuple[dict[str, Any], Any, tuple[np.ndarray, np.ndarray] | None]:
+    """Runs the night's stages and judges every model; returns the night's record, on the last night
+    the warm model's top-10 lists, and on a night with a cold retrain the per-user NDCG@k of the warm
+    model and of the cold retrain (paired)."""
     import yaml
 
     from bench.next_interval import interval_cases
@@ -248,23 +302,28 @@ def run_night(project: Path, base: dict[str, Any], day: dt.date, first: bool, la
     cases = interval_cases(events, night_s, night_s + interval_s)
     slices = night_slices(events, cases, night_s, interval_s)
     results: dict[str, Any] = {}
+    per_user: dict[str, np.ndarray] = {}
     ours = judge_with_prior("ours", Path(params["paths"]["candidate"]), profiles, params, night_s, cases, k, slices,
-                            results)
-    baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs)
-    recs = None
+                            results, per_user)
+    baselines_for_night(events, profiles, cases, item_ids, night_s, interval_s, k, slices, args, results, costs,
+                        per_user)
+    recs, cold_training = None, None
+    with_cold = last or (args.cold_every_night and not first)
+    if with_cold:
+        cold_training = cold_retrain(project, params, logical_date, night_s, profiles, cases, k, slices, args,
+                                     results, costs, per_user)
     if last:
-        last_night_extras(project, params, logical_date, night_s, profiles, cases, item_ids, k, slices, args,
-                          results, costs)
+        sasrec_baseline(profiles, cases, item_ids, k, slices, args, results, costs, per_user)
         recs = top_k_recommendations(ours, cases.user_ids, cases.histories, item_ids, k)
-    training = read_json(Path(params["paths"]["reports"]) / "finetune" / "training.json")
     decision = read_json(Path(params["paths"]["promote"]) / "decision.json")
     record = {"logical_date": logical_date, "start_ts": night_s, "end_ts": night_s + interval_s,
               "ours_trained": "cold" if first else "warm", "judged_users": len(cases.user_ids),
-              "promotion": decision.get("decision"), "training": {key: training.get(key) for key in (
-                  "steps", "samples", "train_seconds", "stopped_by", "best_epoch", "best_valid_ndcg@10", "plan")},
+              "promotion": decision.get("decision"), "training": training_record(Path(params["paths"]["reports"])),
               "quality": results, "cost": costs}
+    if with_cold:
+        record.update(cold_training=cold_training, paired=paired_comparisons(per_user, k, args.seed))
     print(format_night(record, k), flush=True)
-    return record, recs
+    return record, recs, (per_user["ours"], per_user["ours-cold"]) if with_cold else None
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -290,30 +349,44 @@ def format_night(record: dict[str, Any], k: int) -> str:
         if plain:
             lines.append(f"{'  no prior':<10} {plain.get(f'ndcg@{k}', float('nan')):>8.4f} "
                          f"{plain.get(f'recall@{k}', float('nan')):>9.4f} {plain.get(f'hr@{k}', float('nan')):>7.4f}")
+    paired = record.get("paired")
+    if paired:
+        low, high = paired["warm_over_cold"]["ci95"]
+        lines.append(f"warm / cold {paired['metric']}: {paired['warm_over_cold']['ratio']:.3f} "
+                     f"(95% {low:.3f} to {high:.3f}, {paired['users']} users)")
+        for name, diff in paired["ours_minus"].items():
+            lines.append(f"ours - {name}: {diff['delta']:+.4f} (95% {diff['low']:+.4f} to {diff['high']:+.4f})")
     return "\n".join(lines)
 
 
-def summary(nights: list[dict[str, Any]], k: int) -> dict[str, Any]:
-    """The last night's warm versus cold figures, and ours against the best baseline."""
+def summary(nights: list[dict[str, Any]], k: int, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int
+            ) -> dict[str, Any]:
+    """The last night's warm versus cold figures, and ours against the best baseline; warm versus cold
+    pooled over every night with a cold retrain (``pairs``: per-user NDCG@k of both, per night)."""
     last = nights[-1]
     quality, costs = last["quality"], last["cost"]
     metric = f"ndcg@{k}"
     warm_train, cold_train = costs["ours"]["finetune"]["wall_s"], costs["ours-cold"]["finetune"]["wall_s"]
     warm_night = night_wall(costs["ours"])
-    baselines = {name: quality[name]["all"][metric] for name in ("MostPop", "EASE", "SASRec")}
+    baselines = {name: quality[name]["all"][metric] for name in BASELINES}
     best = max(baselines, key=baselines.get)
     return {
         "cost_ratio": round(warm_train / cold_train, 4),
         "night_cost_ratio": round(warm_night / (warm_night - warm_train + cold_train), 4),
         "quality_ratio": round(quality["ours"]["all"][metric] / quality["ours-cold"]["all"][metric], 4),
+        "quality_ratio_ci95": last["paired"]["warm_over_cold"]["ci95"],
         f"ours_{metric}": quality["ours"]["all"][metric], f"cold_{metric}": quality["ours-cold"]["all"][metric],
         f"best_baseline_{metric}": baselines[best], "best_baseline": best,
+        "ours_minus_best_baseline": last["paired"]["ours_minus"][best],
         f"new_item_hr@{k}": {name: quality[name]["new_items"].get(f"hr@{k}") for name in ("ours", "SASRec")},
         "new_item_users": quality["ours"]["new_items"]["users"],
         "warm_finetune_s": warm_train, "cold_finetune_s": cold_train,
         "recency_prior": {name: quality[name]["recency_prior"]["chosen"] for name in ("ours", "ours-cold")},
         f"without_recency_prior_{metric}": {name: quality[name]["without_recency_prior"][metric]
                                             for name in ("ours", "ours-cold")},
+        "pooled_quality_ratio": {"nights": len(pairs), "user_nights": sum(len(warm) for warm, _ in pairs),
+                                 **warm_over_cold(np.concatenate([warm for warm, _ in pairs]),
+                                                  np.concatenate([cold for _, cold in pairs]), seed)},
     }
 
 
@@ -330,6 +403,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=PROJECT_ROOT / "params.yaml")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the stages")
     parser.add_argument("--seed", type=int, default=42, help="seed of the SASRec baseline")
+    parser.add_argument("--cold-every-night", action="store_true",
+                        help="also retrain cold beside every warm night, not only the last (pools warm / cold "
+                        "over the nights: more users judged)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = parser.parse_args(argv)
     if args.nights < 2:
@@ -356,15 +432,17 @@ def run_benchmark(args: argparse.Namespace, project: Path) -> dict[str, Any]:
     base = bench_params(yaml.safe_load(args.params.read_text()), project, days[0].isoformat(), args.budget_minutes,
                         args.params.resolve().parent)
     base["extract"]["interval_days"] = args.night_days
-    nights, recs = [], None
+    nights, recs, pairs = [], None, []
     for i, day in enumerate(days):
-        record, recs = run_night(project, base, day, first=i == 0, last=i == len(days) - 1, events=events, args=args)
+        record, recs, pair = run_night(project, base, day, first=i == 0, last=i == len(days) - 1, events=events,
+                                       args=args)
         nights.append(record)
+        pairs += [pair] if pair is not None else []
     k = int(base["evaluate"]["k"])
     document = {"dataset": args.dataset.resolve().name, "machine": machine_info(), "budget_minutes": args.budget_minutes,
                 "night_days": args.night_days, "protocol": "next interval: all of a user's events in the D days after "
                 "the night are relevant; full ranking, history excluded, pessimistic ties",
-                "nights": nights, "summary": summary(nights, k)}
+                "nights": nights, "summary": summary(nights, k, pairs, args.seed)}
     return {"document": document, "recs": recs}
 
 

@@ -80,6 +80,18 @@ def paired_difference(a: np.ndarray, b: np.ndarray, indices: np.ndarray, level: 
     return {"delta": float(diff.mean()), "low": low, "high": high}
 
 
+def ratio_interval(a: np.ndarray, b: np.ndarray, indices: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of mean(a) / mean(b) over the same user resamples; resamples where b's mean
+    is 0 have no ratio and are left out."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not len(a):
+        return float("nan"), float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = a[indices].mean(axis=1) / b[indices].mean(axis=1)
+    finite = ratios[np.isfinite(ratios)]
+    return percentile_interval(finite, level) if len(finite) else (float("nan"), float("nan"))
+
+
 def user_slices(train_lengths: np.ndarray, target_columns: np.ndarray, popularity: np.ndarray,
                 groups: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Boolean masks over the test users: by activity, by the target's popularity, by group.

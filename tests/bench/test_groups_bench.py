@@ -287,6 +287,7 @@ def test_the_target_summary_compares_the_named_baseline_on_the_named_groups():
     divergent = summary["divergent_8_least_satisfied"]
     assert divergent["baseline"] == "EASE + least misery" and divergent["groups"] == "divergent-8"
     assert divergent["relative"] == pytest.approx(0.15) and divergent["met"] is True
+    assert divergent["relative_ci95"] == pytest.approx([0.15, 0.15])  # every group gains 15%: every resample too
     base["EASE + least misery"]["divergent-8"] = cell([0.1, 0.1], [0.0, 0.0])  # a baseline at 0: no ratio
     zero = synthetic.target_summary(ours_values, base, seed=0)["divergent_8_least_satisfied"]
     assert zero["relative"] is None and zero["met"] is False and "scores 0" in zero["note"]

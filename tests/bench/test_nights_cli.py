@@ -45,15 +45,21 @@ def test_the_command_replays_nights_and_writes_results(tmp_path):
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch), "HF_HUB_OFFLINE": "1",
            "RETRAIN_WAREHOUSE_URL": f"sqlite:///{tmp_path}/must-not-be-used.db"}
-    run = subprocess.run([sys.executable, "bench/nights.py", str(dataset), "--nights", "2", "--night-days", "1",
-                          "--budget-minutes", "0.05", "--out", str(out), "--threads", "1", "--keep"],
+    run = subprocess.run([sys.executable, "bench/nights.py", str(dataset), "--nights", "3", "--night-days", "1",
+                          "--budget-minutes", "0.05", "--out", str(out), "--threads", "1", "--cold-every-night",
+                          "--keep"],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-4000:]
     document = json.loads((out / "nights-ml-timeline.json").read_text())
-    first, last = document["nights"]
-    assert (first["logical_date"], last["logical_date"]) == ("1998-03-07", "1998-03-08")
-    assert (first["start_ts"], first["end_ts"]) == (START_S + 6 * 86_400, START_S + 7 * 86_400)
-    assert (first["ours_trained"], last["ours_trained"]) == ("cold", "warm")
+    first, middle, last = document["nights"]
+    assert (first["logical_date"], last["logical_date"]) == ("1998-03-06", "1998-03-08")
+    assert (first["start_ts"], first["end_ts"]) == (START_S + 5 * 86_400, START_S + 6 * 86_400)
+    assert (first["ours_trained"], middle["ours_trained"], last["ours_trained"]) == ("cold", "warm", "warm")
+    # --cold-every-night: a cold retrain beside the middle (warm) night too, not beside the first (cold) one
+    assert "ours-cold" not in first["quality"] and "paired" not in first
+    assert set(middle["quality"]) == {"ours", "MostPop", "EASE", "ours-cold"}
+    assert set(middle["paired"]["ours_minus"]) == {"MostPop", "EASE"}
+    assert middle["cold_training"]["plan"]["kind"] == "cold"
     assert last["training"]["plan"]["kind"] == "warm" and last["training"]["plan"]["text_vectors_computed"] == 0
     assert set(last["quality"]) == {"ours", "MostPop", "EASE", "ours-cold", "SASRec"}
     for row in last["quality"].values():
@@ -66,6 +72,21 @@ def test_the_command_replays_nights_and_writes_results(tmp_path):
     assert summary["cost_ratio"] == pytest.approx(stages["finetune"]["wall_s"]
                                                   / last["cost"]["ours-cold"]["finetune"]["wall_s"], abs=1e-3)
     assert summary["ours_ndcg@10"] == last["quality"]["ours"]["all"]["ndcg@10"]
+    paired = last["paired"]  # the same judged users, so the differences are exactly the means' differences
+    assert paired["users"] == last["judged_users"]
+    assert paired["warm_over_cold"]["ratio"] == pytest.approx(summary["quality_ratio"], abs=1e-3)
+    assert summary["quality_ratio_ci95"][0] <= summary["quality_ratio_ci95"][1]
+    assert set(paired["ours_minus"]) == {"MostPop", "EASE", "SASRec"}
+    for name, diff in paired["ours_minus"].items():
+        assert diff["delta"] == pytest.approx(last["quality"]["ours"]["all"]["ndcg@10"]
+                                              - last["quality"][name]["all"]["ndcg@10"], abs=1e-5)
+        assert diff["low"] <= diff["high"]
+    assert summary["ours_minus_best_baseline"] == paired["ours_minus"][summary["best_baseline"]]
+    pooled = summary["pooled_quality_ratio"]  # the warm / cold ratio over every user of both warm nights
+    assert (pooled["nights"], pooled["user_nights"]) == (2, middle["judged_users"] + last["judged_users"])
+    warm_sum, cold_sum = (sum(night["quality"][name]["all"]["ndcg@10"] * night["judged_users"]
+                              for night in (middle, last)) for name in ("ours", "ours-cold"))
+    assert pooled["ratio"] == pytest.approx(warm_sum / cold_sum, abs=1e-3)
     recs = (out / "nights-recs-ml-timeline.csv").read_text().splitlines()
     assert recs[0] == "user_id,rank,item_id" and len(recs) == 1 + 10 * last["judged_users"]
     assert not (tmp_path / "must-not-be-used.db").exists()

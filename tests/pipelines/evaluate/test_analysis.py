@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.evaluate.analysis import (PER_USER_METRICS, analyse, bootstrap_interval, paired_difference,
-                                         per_user_values, resample_indices, user_slices)
+                                         per_user_values, ratio_interval, resample_indices, user_slices)
 from pipelines.ranking.metrics import compute_metrics
 from pipelines.ranking.scoring import ModelRanks
 
@@ -51,6 +51,21 @@ def test_paired_difference_sees_a_small_consistent_gain_that_unpaired_intervals_
     low_cand, _ = bootstrap_interval(candidate, indices)
     _, high_champ = bootstrap_interval(champion, indices)
     assert low_cand < high_champ  # the separate intervals overlap: only pairing shows the gain
+
+
+def test_ratio_interval_is_paired_narrows_with_users_and_drops_resamples_without_a_ratio():
+    rng = np.random.default_rng(1)
+    cold = rng.random(400)
+    warm = 0.9 * cold  # every user loses 10%: the paired ratio is exactly 0.9 in every resample
+    low, high = ratio_interval(warm, cold, resample_indices(400, 300, 0))
+    assert low == pytest.approx(0.9) and high == pytest.approx(0.9)
+    noisy = np.clip(cold + rng.normal(0, 0.3, 400), 0, None)
+    few = ratio_interval(noisy[:40], cold[:40], resample_indices(40, 500, 0))
+    many = ratio_interval(noisy, cold, resample_indices(400, 500, 0))
+    assert few[0] < many[0] <= many[1] < few[1]
+    # one user with a value: resamples of only the zero user have no ratio and are left out
+    assert ratio_interval(np.array([1.0, 0.0]), np.array([2.0, 0.0]), resample_indices(2, 200, 0)) == (0.5, 0.5)
+    assert np.isnan(ratio_interval(np.array([1.0]), np.array([0.0]), resample_indices(1, 10, 0))[0])
 
 
 def test_user_slices_split_by_activity_target_popularity_and_group():
