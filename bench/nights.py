@@ -397,8 +397,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nights", type=int, required=True, help="nights replayed (>= 2)")
     parser.add_argument("--night-days", type=int, default=1, help="days between nights, and of each judged interval")
     parser.add_argument("--budget-minutes", type=float, default=15.0,
-                        help="wall-clock training budget of a cold training (first night, last night's cold "
-                        "retrain, SASRec) and the cap of a warm night's (default 15)")
+                        help="wall-clock training budget of a cold training (first night, the cold retrains, "
+                        "SASRec) and the cap of a warm night's (default 15)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
     parser.add_argument("--params", type=Path, default=PROJECT_ROOT / "params.yaml")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the stages")
