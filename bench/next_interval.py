@@ -88,20 +88,19 @@ def judge(scores: np.ndarray, cases: Cases, item_ids: Sequence[str], k: int,
     relevant (None: all); a user left with no relevant item does not count. Each slice reports
     its number of users.
     """
-    rows = user_rows(scores, cases, item_ids, k, slices)
+    return mean_rows(user_rows(scores, cases, item_ids, k, slices))
+
+
+def mean_rows(rows: Mapping[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """``user_rows`` averaged per slice, with each slice's number of users."""
     return {name: {**{m: round(float(np.mean([r[m] for r in found])), 6) for m in found[0]}, "users": len(found)}
             if found else {"users": 0} for name, found in rows.items()}
 
 
-def user_values(scores: np.ndarray, cases: Cases, item_ids: Sequence[str], k: int, metric: str) -> np.ndarray:
-    """``metric`` per counted user, in case order (the users of ``judge``'s "all"): two models judged on
-    the same cases give paired values."""
-    return np.array([row[metric] for row in user_rows(scores, cases, item_ids, k, {})["all"]], dtype=np.float64)
-
-
 def user_rows(scores: np.ndarray, cases: Cases, item_ids: Sequence[str], k: int,
               slices: Mapping[str, tuple[set[str] | None, set[str] | None]]) -> dict[str, list[dict[str, float]]]:
-    """Each counted user's metrics, overall ("all") and per slice (see ``judge``)."""
+    """Each counted user's metrics, overall ("all") and per slice (see ``judge``), in case order: two
+    models judged on the same cases give paired rows."""
     column = {item: i for i, item in enumerate(item_ids)}
     wanted = {"all": (None, None), **slices}
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}

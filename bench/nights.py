@@ -182,11 +182,12 @@ def judge_model(name: str, scorer, cases, item_ids, k, slices, results: dict[str
                 per_user: dict[str, np.ndarray]):
     """Judges ``scorer`` as ``name``: its figures go into ``results``, its per-user NDCG@k (for the
     paired intervals, never written) into ``per_user``."""
-    from bench.next_interval import judge, score_cases, user_values
+    from bench.next_interval import mean_rows, score_cases, user_rows
 
     scores = score_cases(scorer, cases, item_ids)
-    results[name] = judge(scores, cases, item_ids, k, slices)
-    per_user[name] = user_values(scores, cases, item_ids, k, f"ndcg@{k}")
+    rows = user_rows(scores, cases, item_ids, k, slices)
+    results[name] = mean_rows(rows)
+    per_user[name] = np.array([row[f"ndcg@{k}"] for row in rows["all"]], dtype=np.float64)
     progress(f"{name}: {results[name]['all']}")
     return scores
 
