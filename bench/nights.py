@@ -125,8 +125,6 @@ def midnight_s(day: dt.date) -> int:
 def night_slices(events, cases, night_s: int, interval_s: int) -> dict[str, tuple[set[str] | None, set[str] | None]]:
     """Who and what each slice counts: users new since the last night, cold and heavy users;
     items never seen before the night, and items first seen in the last interval."""
-    import numpy as np
-
     from bench.next_interval import first_seen
 
     before = events[events["seconds"] < night_s]
