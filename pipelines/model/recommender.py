@@ -4,7 +4,9 @@ reads the behaviour sequence, and a user's next item is scored against the whole
 An item's vector is ``id_embedding[item] + project(text_tower(item text))``. The text tower is
 the pretrained transformer with LoRA adapters on its top layers only; the hidden states that
 enter the first adapted layer never change during training, so they are computed once per
-catalogue and cached. Items unknown to the model (new tonight) still get a vector from their text.
+catalogue and cached. Items unknown to the model (new tonight) still get a vector from their text,
+and so do items the training data never shows chosen: their ID rows were only ever pushed down (as
+the softmax's negatives), so they are masked out and such an item is scored from its text alone.
 """
 
 from __future__ import annotations
@@ -240,6 +242,8 @@ class SequenceRecommender(nn.Module):
         self.input_dropout = FastDropout(config.dropout)
         self.input_norm = nn.LayerNorm(d)
         self.output_norm = nn.LayerNorm(d)
+        # 1 where an item's ID row has learnt from the item's own events; saved with the weights.
+        self.register_buffer("id_known", torch.ones(len(config.item_ids) + 1))
         nn.init.normal_(self.id_embedding.weight, std=0.02)
         nn.init.normal_(self.position.weight, std=0.02)
         with torch.no_grad():
@@ -253,8 +257,18 @@ class SequenceRecommender(nn.Module):
         """Row of each catalogue item in the ID table; 0 (no ID vector) for items new to the model."""
         return torch.tensor([self.index.get(item, 0) for item in catalogue_ids], dtype=torch.long)
 
+    def mark_chosen_items(self, histories: Sequence[Sequence[str]]) -> int:
+        """Keeps the ID rows of the items that occur in ``histories`` (the training data) and masks
+        every other row, so an item never chosen is scored from its text alone, like an item new to
+        the model; returns how many catalogue items are masked."""
+        chosen = {self.index[item] for history in histories for item in history if item in self.index}
+        known = torch.zeros_like(self.id_known)
+        known[sorted(chosen)] = 1.0
+        self.id_known.copy_(known)
+        return len(self.index) - len(chosen)
+
     def item_vectors(self, id_rows: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
-        return self.id_embedding(id_rows) + self.text_proj(text_vectors)
+        return self.id_embedding(id_rows) * self.id_known[id_rows].unsqueeze(-1) + self.text_proj(text_vectors)
 
     def encode_sequences(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position of right-padded sequences of catalogue rows (0 = pad).
@@ -319,11 +333,12 @@ def warm_start_model(champion_dir: Path, config: RecommenderConfig) -> SequenceR
     warm_config = RecommenderConfig(**{**asdict(config), "item_ids": extend_item_ids(previous.item_ids, config.item_ids)})
     model = SequenceRecommender(warm_config, adapter_dir=champion_dir / ADAPTER_DIR)
     head = load_file(champion_dir / WEIGHTS_FILE)
+    head.pop("id_known", None)  # tonight's training data decides which rows are known (mark_chosen_items)
     old_ids = head.pop("id_embedding.weight")
     with torch.no_grad():
         model.id_embedding.weight[: len(old_ids)] = old_ids
     missing, unexpected = model.load_state_dict(head, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("text.") and k != "id_embedding.weight"]:
+    if unexpected or [k for k in missing if not k.startswith("text.") and k not in ("id_embedding.weight", "id_known")]:
         raise ValueError(f"{champion_dir / WEIGHTS_FILE} does not fit the model: {missing} {unexpected}")
     log.info("warm start from %s: %d known items, %d new", champion_dir, len(previous.item_ids),
              len(warm_config.item_ids) - len(previous.item_ids))
@@ -393,7 +408,8 @@ def load_model(model_dir: Path) -> SequenceRecommender:
                          f"{MODEL_FORMAT_VERSION}")
     model = SequenceRecommender(config, adapter_dir=model_dir / ADAPTER_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)
-    missing = [k for k in missing if not k.startswith("text.")]
+    # Models saved before the mask existed keep every ID row (id_known stays all ones).
+    missing = [k for k in missing if not k.startswith("text.") and k != "id_known"]
     if missing or unexpected:
         raise ValueError(f"{model_dir / WEIGHTS_FILE} does not match the model: missing {missing}, unexpected {unexpected}")
     model.eval()
@@ -453,8 +469,9 @@ class Catalogue:
                             for part, width in chunks])
         return pooled[torch.argsort(torch.cat([part for part, _ in chunks]))]  # back to the order asked for
 
-    def item_table(self, text_vectors: torch.Tensor) -> torch.Tensor:
-        vectors = self.model.item_vectors(self.id_rows, text_vectors)
+    def item_table(self, text_vectors: torch.Tensor, id_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Padding row 0, then each item's vector; ``id_rows`` replaces the catalogue's ID rows."""
+        vectors = self.model.item_vectors(self.id_rows if id_rows is None else id_rows, text_vectors)
         return torch.cat([vectors.new_zeros(1, vectors.shape[1]), vectors])
 
     def rows_for(self, histories: list[list[str]], max_len: int) -> torch.Tensor:

@@ -206,13 +206,14 @@ class NextItemObjective(nn.Module):
         self.model = model
         self.catalogue = catalogue
 
-    def forward(self, batch: torch.Tensor, cached_text: torch.Tensor, sampled: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy of the next item at every real position; returns (loss, fresh text)."""
+    def forward(self, batch: torch.Tensor, cached_text: torch.Tensor, sampled: torch.Tensor,
+                id_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the next item at every real position; returns (loss, fresh text).
+        ``id_rows`` is the catalogue's ID rows with the step's dropped items set to 0 (text alone)."""
         inputs, targets = next_item_pairs(batch)
         fresh = self.catalogue.text_vectors(sampled)
         text = cached_text.index_copy(0, sampled - 1, fresh.to(cached_text.dtype))
-        table = self.catalogue.item_table(text)
+        table = self.catalogue.item_table(text, id_rows)
         hidden = self.model.encode_sequences(table, inputs)
         mask = inputs > 0  # a position predicts only from a real item, and only a real next item
         loss = catalogue_cross_entropy(hidden[mask], table[1:], targets[mask] - 1)  # column c is row c + 1
@@ -388,10 +389,19 @@ class Trainer:
             planned = int(shared.item())
         state.planned_steps = planned
 
+    def _id_rows(self) -> torch.Tensor:
+        """The catalogue's ID rows, each dropped (0: no ID vector) with probability ``id_dropout``."""
+        rows = self.catalogue.id_rows
+        if not self.params.id_dropout:
+            return rows
+        dropped = torch.rand(len(rows), generator=self.generator) < self.params.id_dropout
+        return rows.masked_fill(dropped.to(rows.device), 0)
+
     def _step(self, batch: torch.Tensor, accumulate: int, micro: int) -> float:
         sampled = _text_sample(batch[:, 1:], self.params.text_items_per_step, self.generator)
+        id_rows = self._id_rows()
         with self.runtime.autocast:
-            loss, fresh = self.objective(batch, self.cached_text, sampled)
+            loss, fresh = self.objective(batch, self.cached_text, sampled, id_rows)
         (loss / accumulate).backward()
         self.cached_text[sampled - 1] = fresh.float()
         if (micro + 1) % accumulate == 0:

@@ -4,7 +4,9 @@ model's scores.
 Tomorrow's choices lean towards what is popular now, which a sequence model reading one user's
 history cannot see. Served scores are the model's scores standardised per user plus ``weight``
 times the standardised log count of each item's events in the ``window_days`` whole days before
-the moment (0: every day before it). A case is scored as of the day of its target (the target's
+the moment (0: every day before it). An item with no event at all before the moment (new, or not
+chosen yet) gets the average, 0, instead of the lowest count: the prior has no evidence on it, and
+burying it would keep a new item off every list. A case is scored as of the day of its target (the target's
 own day is never counted) and counts only the events its phase may see: no held-out item of the
 leave-last-out split is counted where it is held out. A night serves as of its data interval's
 end, counting every event. Evaluate chooses the weight and the window on the validation split,
@@ -59,6 +61,8 @@ class ItemTimeline:
         self.columns = np.asarray(columns, dtype=np.int64)[order]
         self.days = np.asarray(days, dtype=np.int64)[order]
         self.n_items = n_items
+        self.first_day = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)  # never: after every day
+        np.minimum.at(self.first_day, self.columns, self.days)
 
     @classmethod
     def from_sequences(cls, sequences: pd.DataFrame, item_ids: Sequence[str],
@@ -97,6 +101,11 @@ class ItemTimeline:
         return out
 
 
+    def unseen_before(self, as_of_days: np.ndarray) -> np.ndarray:
+        """(cases, items): True where the item has no event before the case's day."""
+        return self.first_day[None, :] >= np.asarray(as_of_days, dtype=np.int64)[:, None]
+
+
 def standardised(values: torch.Tensor) -> torch.Tensor:
     """Each row minus its mean over the catalogue, over its standard deviation (a constant row: 0)."""
     centred = values - values.mean(dim=1, keepdim=True)
@@ -104,12 +113,16 @@ def standardised(values: torch.Tensor) -> torch.Tensor:
     return torch.where(spread > 0, centred / spread.clamp_min(1e-12), torch.zeros_like(centred))
 
 
-def with_prior(scores: torch.Tensor, counts: np.ndarray, prior: RecencyPrior) -> torch.Tensor:
-    """``scores`` with the prior added; unchanged when the prior is off."""
+def with_prior(scores: torch.Tensor, counts: np.ndarray, prior: RecencyPrior, unseen: np.ndarray | None = None
+               ) -> torch.Tensor:
+    """``scores`` with the prior added; unchanged when the prior is off. ``unseen`` (cases, items)
+    marks items with no event before the case: their prior is 0, the average."""
     if prior.off:
         return scores
-    popularity = torch.log1p(torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32)))
-    return standardised(scores.float()) + prior.weight * standardised(popularity)
+    popularity = standardised(torch.log1p(torch.from_numpy(np.ascontiguousarray(counts, dtype=np.float32))))
+    if unseen is not None:
+        popularity = popularity.masked_fill(torch.from_numpy(np.ascontiguousarray(unseen)), 0.0)
+    return standardised(scores.float()) + prior.weight * popularity
 
 
 def scorer_as_of(scorer: Scorer, timeline: ItemTimeline, prior: RecencyPrior, as_of_day: int) -> Scorer:
@@ -117,11 +130,13 @@ def scorer_as_of(scorer: Scorer, timeline: ItemTimeline, prior: RecencyPrior, as
     if prior.off:
         return scorer
     counts = timeline.counts_before(np.array([as_of_day]), prior.window_days)
+    unseen = timeline.unseen_before(np.array([as_of_day]))
 
     def score(histories: list[list[str]]) -> torch.Tensor:
         with torch.no_grad():
             scores = scorer(histories)
-        return with_prior(scores, np.broadcast_to(counts, (len(histories), counts.shape[1])), prior)
+        shape = (len(histories), counts.shape[1])
+        return with_prior(scores, np.broadcast_to(counts, shape), prior, np.broadcast_to(unseen, shape))
 
     return score
 
@@ -138,7 +153,8 @@ class CasePrior:
         if self.prior.off:
             return scores
         days = self.as_of_days[start:start + scores.shape[0]]
-        return with_prior(scores, self.timeline.counts_before(days, self.prior.window_days), self.prior)
+        return with_prior(scores, self.timeline.counts_before(days, self.prior.window_days), self.prior,
+                          self.timeline.unseen_before(days))
 
 
 def choose_prior(scorer: Scorer, valid: EvalSet, timeline: ItemTimeline, item_ids: Sequence[str],
@@ -160,12 +176,13 @@ def choose_prior(scorer: Scorer, valid: EvalSet, timeline: ItemTimeline, item_id
         excluded = [[column[i] for i in h if i in column] for h in histories]
         targets = np.array([column[t] for t in valid.targets[start:start + chunk]])
         days = as_of_days[start:start + len(histories)]
+        unseen = timeline.unseen_before(days)
         totals[0] += ndcg_per_case(rank_targets(scores, excluded, targets, k)[0], k).sum()
         for window in shortest_first:  # one window's counts at a time: (chunk, items) each
             counts = timeline.counts_before(days, window)
             for n, candidate in enumerate(candidates):
                 if not candidate.off and candidate.window_days == window:
-                    ranks, _ = rank_targets(with_prior(scores, counts, candidate), excluded, targets, k)
+                    ranks, _ = rank_targets(with_prior(scores, counts, candidate, unseen), excluded, targets, k)
                     totals[n] += ndcg_per_case(ranks, k).sum()
     curve = {label(c): round(float(t / max(len(valid.targets), 1)), 6) for c, t in zip(candidates, totals)}
     best = max(range(len(candidates)), key=lambda n: (round(totals[n], 9), -n))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.model.recommender import (RecommenderConfig, SequenceRecommender, export_merged, extend_item_ids, save_model,
-                             warm_start_model)
+from pipelines.model.recommender import (WEIGHTS_FILE, RecommenderConfig, SequenceRecommender, export_merged,
+                                         extend_item_ids, load_model, save_model, warm_start_model)
 from tests.conftest import shipped_params
 
 
@@ -67,3 +67,38 @@ def test_merged_export_is_a_plain_model_with_the_adapter_folded_in(champion_dir,
         got = merged(input_ids=ids[0], attention_mask=ids[1]).last_hidden_state
     assert torch.allclose(expected, got, atol=1e-4)
     assert any(p.name.endswith(".safetensors") for p in tmp_path.iterdir())
+
+
+def test_items_never_chosen_are_scored_from_their_text_alone(tmp_path):
+    torch.manual_seed(2)
+    model = SequenceRecommender(RecommenderConfig.from_params(params(), ["a", "b", "c"]))
+    assert model.mark_chosen_items([["a", "c"], ["c", "gone"]]) == 1  # b is never chosen
+    text = torch.randn(3, model.text.output_dim)
+    masked = model.item_vectors(model.ids_for(["a", "b", "c"]), text)
+    as_new = model.item_vectors(model.ids_for(["brand-new"]), text[1:2])  # row 0: no ID vector
+    assert torch.allclose(masked[1], as_new[0], atol=1e-6)
+    assert not torch.allclose(masked[0], model.text_proj(text[0]))  # a keeps its ID row
+    save_model(model, tmp_path)
+    assert torch.equal(load_model(tmp_path).id_known, model.id_known)
+
+
+def test_models_saved_without_the_mask_keep_every_id_row(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = SequenceRecommender(RecommenderConfig.from_params(params(), ["a", "b"]))
+    model.mark_chosen_items([["a"]])
+    save_model(model, tmp_path)
+    weights = load_file(tmp_path / WEIGHTS_FILE)
+    del weights["id_known"]
+    save_file(weights, tmp_path / WEIGHTS_FILE)
+    assert load_model(tmp_path).id_known.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_warm_start_leaves_the_mask_to_tonights_data(tmp_path):
+    champion = SequenceRecommender(RecommenderConfig.from_params(params(), ["a", "b"]))
+    champion.mark_chosen_items([["a"]])  # b unchosen last night
+    save_model(champion, tmp_path)
+    model = warm_start_model(tmp_path, RecommenderConfig.from_params(params(), ["a", "b", "c"]))
+    assert model.id_known.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert model.mark_chosen_items([["b", "a"]]) == 1  # b chosen tonight, c not yet
+    assert model.id_known.tolist() == [0.0, 1.0, 1.0, 0.0]

@@ -59,6 +59,16 @@ def test_off_leaves_the_scores_as_they_are_and_on_adds_the_standardised_log_coun
     assert int(blended.argmax()) == 1  # the heavy prior lifts the recently popular item to the top
 
 
+def test_an_item_never_seen_gets_the_average_prior_and_an_item_out_of_the_window_the_lowest():
+    events = timeline([("a", 9), ("a", 9), ("b", 2)])  # c, d: never chosen before day 10
+    counts = events.counts_before(np.array([10]), 3)  # b is out of the 3-day window
+    unseen = events.unseen_before(np.array([10]))
+    assert unseen[0].tolist() == [False, False, True, True]
+    assert events.unseen_before(np.array([2]))[0].tolist() == [True] * 4  # b's own day: not before it
+    prior = with_prior(torch.zeros(1, 4), counts, RecencyPrior(1.0, 3), unseen)[0]
+    assert prior[0] > prior[2] == prior[3] == 0 > prior[1]
+
+
 def test_a_constant_row_standardises_to_zero():
     assert torch.equal(standardised(torch.ones(2, 3)), torch.zeros(2, 3))
 
@@ -73,8 +83,9 @@ def cases_choosing(target: str, day: int, n: int) -> EvalSet:
 
 
 def test_validation_turns_the_prior_on_where_last_week_s_favourite_is_chosen_next():
-    # "a" was popular long ago, "b" in the week before the choices, which all pick "b"
-    events = timeline([("a", 1)] * 20 + [("b", 25)] * 5)
+    # "a" was popular long ago, "b" in the week before the choices, which all pick "b"; c and d were
+    # chosen once long ago (an item never chosen would get the average prior, not the lowest)
+    events = timeline([("a", 1)] * 20 + [("b", 25)] * 5 + [("c", 1), ("d", 1)])
     chosen, curve = choose_prior(flat_scorer, cases_choosing("b", 30, 8), events, ITEMS, [0.25, 1.0, 2.0], [0, 7],
                                  k=1)
     assert chosen == RecencyPrior(1.0, 7)  # the lightest weight and the shortest window that rank b first
@@ -104,7 +115,9 @@ def test_a_night_s_scorer_counts_before_the_night_for_every_history():
     events = timeline([("d", 9), ("a", 2), ("a", 3)])
     prior = RecencyPrior(1.0, 3)
     scorer = scorer_as_of(flat_scorer, events, prior, as_of_day=10)
-    expected = with_prior(flat_scorer([[]]), events.counts_before(np.array([10]), 3), prior)
+    unseen = events.unseen_before(np.array([10]))
+    assert unseen[0].tolist() == [False, True, True, False]  # b and c: no event before the night
+    expected = with_prior(flat_scorer([[]]), events.counts_before(np.array([10]), 3), prior, unseen)
     assert torch.allclose(scorer([[], ["a"]]), expected.expand(2, -1))
     assert scorer_as_of(flat_scorer, events, RecencyPrior(), 10) is flat_scorer
 
