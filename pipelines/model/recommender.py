@@ -6,7 +6,8 @@ the pretrained transformer with LoRA adapters on its top layers only; the hidden
 enter the first adapted layer never change during training, so they are computed once per
 catalogue and cached. Items unknown to the model (new tonight) still get a vector from their text,
 and so do items the training data never shows chosen: their ID rows were only ever pushed down (as
-the softmax's negatives), so they are masked out and such an item is scored from its text alone.
+the softmax's negatives), so they are masked out and such an item is scored from its text (plus the
+unknown-item vector, which ``finetune.id_dropout`` trains and which is zero without it).
 """
 
 from __future__ import annotations
@@ -244,6 +245,9 @@ class SequenceRecommender(nn.Module):
         self.output_norm = nn.LayerNorm(d)
         # 1 where an item's ID row has learnt from the item's own events; saved with the weights.
         self.register_buffer("id_known", torch.ones(len(config.item_ids) + 1))
+        # The ID vector of every item without a known row: learnt from the items that
+        # finetune.id_dropout drops at each step, zero (text alone) without it.
+        self.unknown_id = nn.Parameter(torch.zeros(d))
         nn.init.normal_(self.id_embedding.weight, std=0.02)
         nn.init.normal_(self.position.weight, std=0.02)
         with torch.no_grad():
@@ -268,7 +272,8 @@ class SequenceRecommender(nn.Module):
         return len(self.index) - len(chosen)
 
     def item_vectors(self, id_rows: torch.Tensor, text_vectors: torch.Tensor) -> torch.Tensor:
-        return self.id_embedding(id_rows) * self.id_known[id_rows].unsqueeze(-1) + self.text_proj(text_vectors)
+        known = self.id_known[id_rows].unsqueeze(-1)
+        return self.id_embedding(id_rows) * known + self.unknown_id * (1 - known) + self.text_proj(text_vectors)
 
     def encode_sequences(self, item_table: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
         """Hidden state at every position of right-padded sequences of catalogue rows (0 = pad).
@@ -299,6 +304,11 @@ class SequenceRecommender(nn.Module):
 
 ARCHITECTURE_FIELDS = ("format_version", "base_model", "max_text_tokens", "lora_rank", "lora_alpha", "lora_target_modules",
                        "lora_layers", "hidden_dim", "num_layers", "num_heads", "max_seq_len")
+
+
+# Absent from models saved before they existed: such a model keeps every ID row (id_known all ones)
+# and has no unknown-item vector (zero), as it was trained.
+OPTIONAL_HEAD_KEYS = ("id_known", "unknown_id")
 
 
 def extend_item_ids(previous: list[str], current: list[str]) -> list[str]:
@@ -338,7 +348,8 @@ def warm_start_model(champion_dir: Path, config: RecommenderConfig) -> SequenceR
     with torch.no_grad():
         model.id_embedding.weight[: len(old_ids)] = old_ids
     missing, unexpected = model.load_state_dict(head, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("text.") and k not in ("id_embedding.weight", "id_known")]:
+    fresh = OPTIONAL_HEAD_KEYS + ("id_embedding.weight",)
+    if unexpected or [k for k in missing if not k.startswith("text.") and k not in fresh]:
         raise ValueError(f"{champion_dir / WEIGHTS_FILE} does not fit the model: {missing} {unexpected}")
     log.info("warm start from %s: %d known items, %d new", champion_dir, len(previous.item_ids),
              len(warm_config.item_ids) - len(previous.item_ids))
@@ -408,8 +419,7 @@ def load_model(model_dir: Path) -> SequenceRecommender:
                          f"{MODEL_FORMAT_VERSION}")
     model = SequenceRecommender(config, adapter_dir=model_dir / ADAPTER_DIR)
     missing, unexpected = model.load_state_dict(load_file(model_dir / WEIGHTS_FILE), strict=False)
-    # Models saved before the mask existed keep every ID row (id_known stays all ones).
-    missing = [k for k in missing if not k.startswith("text.") and k != "id_known"]
+    missing = [k for k in missing if not k.startswith("text.") and k not in OPTIONAL_HEAD_KEYS]
     if missing or unexpected:
         raise ValueError(f"{model_dir / WEIGHTS_FILE} does not match the model: missing {missing}, unexpected {unexpected}")
     model.eval()

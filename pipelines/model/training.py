@@ -316,6 +316,7 @@ class Trainer:
         if runtime.world_size > 1:
             self.objective = nn.parallel.DistributedDataParallel(
                 self.objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        model.unknown_id.requires_grad_(params.id_dropout > 0)  # no item is dropped: nothing to learn it from
         lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
         head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
         groups = [{"params": head, "lr": params.learning_rate}]

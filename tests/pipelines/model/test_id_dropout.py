@@ -32,3 +32,13 @@ def test_a_step_with_every_id_dropped_trains_no_id_row():
     trainer._step(examples[:16], accumulate=1, micro=0)
     assert torch.equal(trainer.model.id_embedding.weight.detach(), before)
     assert not torch.equal(trainer.model.text_proj.weight.detach(), head_before)  # the text path learnt
+
+
+def test_the_unknown_item_vector_learns_only_where_items_are_dropped():
+    still, examples, _ = tiny_trainer(id_dropout=0.0)
+    assert not still.model.unknown_id.requires_grad
+    learning, _, _ = tiny_trainer(id_dropout=0.5, weight_decay=0.0)
+    learning.model.mark_chosen_items([[f"i{i}" for i in range(40)]])  # every row known: only drops use it
+    learning.cached_text = learning.catalogue.text_vectors().detach().float()
+    learning._step(examples[:16], accumulate=1, micro=0)
+    assert learning.model.unknown_id.requires_grad and learning.model.unknown_id.detach().abs().sum() > 0

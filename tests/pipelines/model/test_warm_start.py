@@ -82,6 +82,18 @@ def test_items_never_chosen_are_scored_from_their_text_alone(tmp_path):
     assert torch.equal(load_model(tmp_path).id_known, model.id_known)
 
 
+def test_items_without_a_known_row_share_the_unknown_item_vector():
+    model = SequenceRecommender(RecommenderConfig.from_params(params(), ["a", "b"]))
+    model.mark_chosen_items([["a"]])
+    with torch.no_grad():
+        model.unknown_id.fill_(0.5)  # as id_dropout training leaves it
+    text = torch.zeros(3, model.text.output_dim)
+    vectors = model.item_vectors(model.ids_for(["a", "b", "brand-new"]), text)
+    bias = model.text_proj(text[0])
+    assert torch.allclose(vectors[1], model.unknown_id + bias) and torch.allclose(vectors[2], vectors[1])
+    assert torch.allclose(vectors[0], model.id_embedding.weight[1] + bias)
+
+
 def test_models_saved_without_the_mask_keep_every_id_row(tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -89,9 +101,10 @@ def test_models_saved_without_the_mask_keep_every_id_row(tmp_path):
     model.mark_chosen_items([["a"]])
     save_model(model, tmp_path)
     weights = load_file(tmp_path / WEIGHTS_FILE)
-    del weights["id_known"]
+    del weights["id_known"], weights["unknown_id"]
     save_file(weights, tmp_path / WEIGHTS_FILE)
-    assert load_model(tmp_path).id_known.tolist() == [1.0, 1.0, 1.0]
+    reloaded = load_model(tmp_path)
+    assert reloaded.id_known.tolist() == [1.0, 1.0, 1.0] and not reloaded.unknown_id.any()
 
 
 def test_warm_start_leaves_the_mask_to_tonights_data(tmp_path):
