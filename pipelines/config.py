@@ -199,7 +199,7 @@ class FinetuneParams(Section):
     num_heads: PositiveInt
     dropout: float = Field(ge=0, lt=1)
     attention_dropout: float = Field(ge=0, lt=1)
-    id_dropout: float = Field(ge=0, lt=1)  # share of items scored from text alone at each training step
+    id_dropout: float = Field(ge=0, lt=1)  # share of items whose ID vector each training step drops
     max_seq_len: int = Field(ge=2)
     batch_size: PositiveInt
     text_items_per_step: int = Field(ge=0)

@@ -113,7 +113,7 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
     plan = night_plan(model, settings, profiles, warm_source if warm else None)
     text_only = model.mark_chosen_items(list(profiles.sequences["train_items"]) + list(profiles.groups["train_items"]))
     plan.summary["text_only_items"] = text_only
-    log.info("%d catalogue items are never chosen in the training data: they are scored from their text alone",
+    log.info("%d items of the ID map never occur in the training data: their ID rows are masked (text alone)",
              text_only)
     fingerprint = run_fingerprint(source, settings, warm_from)
     checkpoints = Path(paths.checkpoints) / fingerprint[:16]

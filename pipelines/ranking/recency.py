@@ -6,10 +6,10 @@ history cannot see. Served scores are the model's scores standardised per user p
 times the standardised log count of each item's events in the ``window_days`` whole days before
 the moment (0: every day before it). An item with no event at all before the moment (new, or not
 chosen yet) gets the average, 0, instead of the lowest count: the prior has no evidence on it, and
-burying it would keep a new item off every list. A case is scored as of the day of its target (the target's
-own day is never counted) and counts only the events its phase may see: no held-out item of the
-leave-last-out split is counted where it is held out. A night serves as of its data interval's
-end, counting every event. Evaluate chooses the weight and the window on the validation split,
+burying it would keep a new item off every list. A case is scored as of the day of its target
+(the target's own day is never counted) and counts only the events its phase may see: no held-out
+item of the leave-last-out split is counted where it is held out. A night serves as of its data
+interval's end, counting every event. Evaluate chooses the weight and the window on the validation split,
 with 0 (off) among the weights.
 """
 
@@ -99,7 +99,6 @@ class ItemTimeline:
             start = np.searchsorted(self.days, day - window_days, side="left") if window_days else 0
             out[as_of_days == day] = np.bincount(self.columns[start:stop], minlength=self.n_items)
         return out
-
 
     def unseen_before(self, as_of_days: np.ndarray) -> np.ndarray:
         """(cases, items): True where the item has no event before the case's day."""
