@@ -312,11 +312,12 @@ class Trainer:
                  runtime: Runtime, checkpoint_dir: Path | None = None, fingerprint: str = "") -> None:
         self.model, self.catalogue, self.params, self.runtime = model, catalogue, params, runtime
         self.checkpoint_dir, self.fingerprint = checkpoint_dir, fingerprint
+        # Before DDP wraps the model: it expects a gradient for every parameter that requires one.
+        model.unknown_id.requires_grad_(params.id_dropout > 0)  # no item is dropped: nothing to learn it from
         self.objective: nn.Module = NextItemObjective(model, catalogue)
         if runtime.world_size > 1:
             self.objective = nn.parallel.DistributedDataParallel(
                 self.objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-        model.unknown_id.requires_grad_(params.id_dropout > 0)  # no item is dropped: nothing to learn it from
         lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text.")]
         head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text.")]
         groups = [{"params": head, "lr": params.learning_rate}]
