@@ -71,12 +71,18 @@ cluster: venv
 	retrain demo-data
 	python -m deploy.local.cluster up
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; one per CPU core, at most 4: each slow test
+# starts its own Airflow, DVC and training processes). --dist loadscope keeps a module's tests on one
+# worker, so a module's costly fixture (a whole `make demo`, a cluster) is built once.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST := python -m pytest -n $(TEST_WORKERS) --dist loadscope
+
 test: venv
-	python -m pytest
+	$(PYTEST)
 
 # The inner loop: everything but the slow end-to-end runs (pytest -m slow), a few minutes.
 test-fast: venv
-	python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 dvc-repro: venv
 	dvc repro
