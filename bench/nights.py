@@ -244,8 +244,9 @@ def training_record(reports: Path) -> dict[str, Any]:
     from pipelines.core.io import read_json
 
     training = read_json(reports / "finetune" / "training.json")
-    return {key: training.get(key) for key in ("steps", "samples", "train_seconds", "stopped_by", "best_epoch",
-                                               "best_valid_ndcg@10", "plan")}
+    keys = ("steps", "samples", "train_seconds", "stopped_by", "best_epoch", "averaged_epochs", "best_valid_ndcg@10",
+            "plan")
+    return {key: training.get(key) for key in keys}
 
 
 def warm_over_cold(warm: np.ndarray, cold: np.ndarray, seed: int) -> dict[str, Any]:

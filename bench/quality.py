@@ -212,11 +212,15 @@ def run_ours(params: dict[str, Any], profiles, k: int) -> tuple[dict[str, dict[s
     without = {name: round(float(value), 6) for name, value in
                ranking_metrics(plain.ranks, plain.top_items, len(item_ids), k).items()
                if name in {f"{m}@{k}" for m in ("ndcg", "hr", "mrr", "coverage")}}
+    served = {key: training.get(key) for key in ("stopped_by", "steps", "best_epoch", "averaged_epochs",
+                                                 "best_valid_ndcg@10", "weight_averaging_valid_ndcg@10")}
     row = result_row(stage_metrics["candidate"], training["train_seconds"], k, recency_prior=prior.as_record(),
-                     without_recency_prior=without)
+                     without_recency_prior=without, training=served)
     recs = top_k_recommendations(scorer, split.user_ids, split.histories, item_ids, k, adjust=adjust)
-    progress(f"ours: training stopped by {training.get('stopped_by')} after {training.get('steps')} steps, "
-             f"best validation NDCG@{k} {training.get('best_valid_ndcg@10', float('nan')):.4f}")
+    averaged = training.get("averaged_epochs") or []
+    weights = f"the mean of epochs {averaged}" if averaged else f"epoch {training.get('best_epoch')}"
+    progress(f"ours: training stopped by {training.get('stopped_by')} after {training.get('steps')} steps; serving "
+             f"{weights}, validation NDCG@{k} {training.get('best_valid_ndcg@10', float('nan')):.4f}")
     return {"ours": row}, recs, stage_metrics
 
 

@@ -235,7 +235,8 @@ def model_card(model: SequenceRecommender, source: Mapping[str, Any], settings: 
         "warm start": f"from version {warm_from}" if warm_from is not None else "none (cold start)",
         "trained on": dict(plan or {}),
         "params": settings.model_dump(), "best validation ndcg@10": round(result.best_valid_ndcg, 5),
-        "best epoch": result.best_epoch, "steps": result.steps, "stopped by": result.stopped_by,
+        "best epoch": result.best_epoch, "averaged epochs": result.averaged_epochs, "steps": result.steps,
+        "stopped by": result.stopped_by,
         "items in ID map": len(model.config.item_ids), "device": runtime.device.type, "processes": runtime.world_size,
         "torch": torch.__version__,
     }
@@ -249,7 +250,9 @@ def write_training_reports(reports: Path, result: TrainResult, plan: Mapping[str
 
     write_csv(reports / "curve.csv", ["step", "epoch", "loss", "valid_ndcg", "seconds"], result.curve)
     write_json(reports / "training.json", {
-        "best_valid_ndcg@10": result.best_valid_ndcg, "best_epoch": result.best_epoch, "steps": result.steps,
+        "best_valid_ndcg@10": result.best_valid_ndcg, "best_epoch": result.best_epoch,
+        "averaged_epochs": result.averaged_epochs, "weight_averaging_valid_ndcg@10": result.averaging,
+        "steps": result.steps,
         "samples": result.samples, "train_seconds": round(result.seconds, 2),
         "samples_per_second": round(result.samples / max(result.seconds, 1e-9), 1),
         "stopped_by": result.stopped_by, "resumed_at_step": result.resumed_at_step, "device": result.trained_on,

@@ -9,6 +9,11 @@ by length would skip more padding, but it scored lower on ML-100K validation. Th
 warm up, then decay linearly (or by a cosine) to 5% at the run's planned end: the epochs' steps, or
 fewer when the wall-clock budget will end the run first.
 
+The run serves its best validation epoch's weights, or the mean of its ``n`` best epochs' weights
+(``n`` up to ``average_best_epochs``) where one such mean scores higher on validation: the epochs of
+one run lie in one basin, and their mean is a flatter, steadier point than any single epoch, whose
+validation figure jumps from epoch to epoch.
+
 The loop runs on CUDA (bf16 autocast, TF32) when there is a GPU and on the CPU (float32,
 deterministic kernels) otherwise; under ``torchrun`` every process trains on its share of each
 epoch with DistributedDataParallel. It checkpoints every ``checkpoint_every_steps`` steps and
@@ -47,8 +52,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainResult:
     curve: list[dict[str, float]] = field(default_factory=list)
-    best_valid_ndcg: float = 0.0
+    best_valid_ndcg: float = 0.0  # of the weights served: the best epoch's, or the chosen mean's
     best_epoch: int = 0
+    averaged_epochs: list[int] = field(default_factory=list)  # the epochs whose mean is served; [] none
+    averaging: dict[str, float] = field(default_factory=dict)  # n -> validation NDCG of the n best epochs' mean
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
@@ -300,6 +307,7 @@ class LoopState:
     best_valid_ndcg: float = 0.0
     best_epoch: int = 0  # 0 with start_validated: the weights the run started from
     start_validated: bool = False
+    top: list[list[float]] = field(default_factory=list)  # [validation NDCG, epoch] of the kept weights, best 1st
     planned_steps: int = 0  # the run's expected length, which the learning-rate schedule decays over
     stopped_by: str = ""  # set once the run has finished: a resumed finished run trains no further
     fingerprint: str = ""
@@ -328,6 +336,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(params.seed)
         self.state = LoopState(fingerprint=fingerprint)
         self.best = trainable_state(model)
+        self.top: list[dict[str, torch.Tensor]] = []  # the weights of state.top's epochs, in its order
         self.order = torch.empty(0, dtype=torch.long)
         self.cached_text = torch.empty(0)
 
@@ -338,7 +347,7 @@ class Trainer:
         save_checkpoint(self.checkpoint_dir, model=self.model, best=self.best, optimizer=self.optimizer,
                         tensors={"order": self.order, "cached_text": self.cached_text.float(),
                                  "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
-                        state=asdict(self.state))
+                        state=asdict(self.state), top=self.top)
 
     def restore(self) -> bool:
         found = load_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
@@ -346,6 +355,7 @@ class Trainer:
             return False
         self.model.load_state_dict(found["model"], strict=False)
         self.best = found["best"]
+        self.top = found["top"]
         restore_optimizer(self.optimizer, found["optimizer"])
         tensors = found["tensors"]
         self.order = tensors["order"]
@@ -459,11 +469,53 @@ class Trainer:
             progress.update(state.steps, state.epoch - 1, state.curve[-1]["loss"], state.samples, force=True)
         progress.close()
         self.model.load_state_dict(self.best, strict=False)
-        self.model.eval()
         result.curve, result.best_valid_ndcg, result.best_epoch = state.curve, state.best_valid_ndcg, state.best_epoch
+        self._serve_best_mean(valid, k, result)
+        self.model.eval()
         result.steps, result.samples = state.steps, state.samples
         result.seconds, result.stopped_by = time.monotonic() - started, state.stopped_by or "epochs"
         return result
+
+    # -- weight averaging ---------------------------------------------------------------------
+    def _keep_if_among_best(self, ndcg: float, epoch: int) -> None:
+        """Keeps the epoch's weights while they are among the ``average_best_epochs`` best (CPU copies)."""
+        limit = self.params.average_best_epochs
+        if limit < 2:
+            return
+        entries = [*zip(self.state.top, self.top), ([ndcg, epoch], trainable_state(self.model))]
+        entries.sort(key=lambda entry: -entry[0][0])  # stable: an earlier epoch stays ahead of an equal later one
+        self.state.top = [list(record) for record, _ in entries[:limit]]
+        self.top = [weights for _, weights in entries[:limit]]
+
+    def _serve_best_mean(self, valid: EvalSet, k: int, result: TrainResult) -> None:
+        """Validates the mean of the 2..n best epochs' weights and leaves the model with the best mean
+        where it beats the best epoch (which the model holds on entry), recording the choice."""
+        if len(self.top) < 2:
+            return
+        best_ndcg = self.state.best_valid_ndcg
+        result.averaging = {"1": best_ndcg}
+        chosen: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        for n in range(2, len(self.top) + 1):
+            mean = mean_weights(self.top[:n])
+            self.model.load_state_dict(mean, strict=False)
+            self._refresh_text()
+            with self.runtime.autocast:
+                ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
+            result.averaging[str(n)] = ndcg
+            if ndcg > (chosen[0] if chosen else best_ndcg):
+                chosen = (ndcg, n, mean)
+        epochs = [int(epoch) for _, epoch in self.state.top]
+        if chosen is None:
+            log.info("weight averaging: no mean of the best epochs %s beats epoch %d on validation (%s)", epochs,
+                     self.state.best_epoch, _rounded(result.averaging))
+            self.model.load_state_dict(self.best, strict=False)
+        else:
+            ndcg, n, mean = chosen
+            log.info("weight averaging: serving the mean of epochs %s: validation NDCG@%d %.4f against %.4f for "
+                     "epoch %d alone (%s)", epochs[:n], k, ndcg, best_ndcg, self.state.best_epoch,
+                     _rounded(result.averaging))
+            self.model.load_state_dict(mean, strict=False)
+            result.best_valid_ndcg, result.averaged_epochs = ndcg, epochs[:n]
 
     def _validate_start(self, valid: EvalSet, k: int) -> None:
         """Epoch 0 of the curve: the starting weights, the best so far."""
@@ -493,6 +545,7 @@ class Trainer:
         if ndcg > state.best_valid_ndcg or (state.best_epoch == 0 and not state.start_validated):
             state.best_valid_ndcg, state.best_epoch = ndcg, state.epoch
             self.best = trainable_state(self.model)
+        self._keep_if_among_best(ndcg, state.epoch)
         state.elapsed_s = time.monotonic() - started
         if state.epoch - state.best_epoch >= self.params.patience:
             state.stopped_by = "early stopping"
@@ -508,11 +561,24 @@ class Trainer:
         self.save()
 
 
+def mean_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors (computed in float64, stored in each tensor's
+    dtype); other tensors are taken from the first state."""
+    return {name: (torch.stack([s[name].double() for s in states]).mean(0).to(value.dtype)
+                   if value.is_floating_point() else value)
+            for name, value in states[0].items()}
+
+
+def _rounded(curve: dict[str, float]) -> str:
+    return ", ".join(f"{n}: {ndcg:.4f}" for n, ndcg in curve.items())
+
+
 def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: list[list[str]], valid: EvalSet,
           params: FinetuneParams, k: int = 10, runtime: Runtime | None = None,
           checkpoint_dir: Path | None = None, fingerprint: str = "", keep_start: bool = False) -> TrainResult:
     """Trains in place, keeps the weights of the best validation epoch (with ``keep_start``, the
-    starting weights count as epoch 0), and returns the curve."""
+    starting weights count as epoch 0) or the best mean of the best epochs' weights, and returns the
+    curve."""
     seed_everything(params.seed)
     runtime = runtime or Runtime(torch.device("cpu"))
     examples = training_examples(train_histories, catalogue, model.config.max_seq_len)

@@ -64,7 +64,8 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
     checkpoint = None
     while time.monotonic() < deadline and process.poll() is None:
         found = list(Path(params["paths"]["checkpoints"]).glob("*/latest/state.json"))
-        if found and json.loads(found[0].read_text())["steps"] >= 4:
+        state = json.loads(found[0].read_text()) if found else {}
+        if state.get("steps", 0) >= 4 and state.get("top"):  # an epoch's weights are kept for averaging
             checkpoint = found[0]
             break
         time.sleep(0.05)
@@ -78,6 +79,8 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
     assert report["resumed_at_step"] >= 4
     assert report["steps"] == reference["steps"]
     assert report["best_valid_ndcg@10"] == pytest.approx(reference["best_valid_ndcg@10"], abs=1e-6)
+    assert report["averaged_epochs"] == reference["averaged_epochs"]
+    assert report["weight_averaging_valid_ndcg@10"] == pytest.approx(reference["weight_averaging_valid_ndcg@10"])
     assert trained_weights(root) == uninterrupted  # deterministic CPU kernels: the very same weights
 
 
