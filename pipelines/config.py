@@ -219,7 +219,7 @@ class FinetuneParams(Section):
     warm_nights: WarmNightParams
     export_merged: bool
     patience: PositiveInt
-    average_best_epochs: PositiveInt  # the best mean of up to this many best epochs' weights may serve; 1: off
+    average_best_epochs: PositiveInt  # the mean of this many best epochs' weights may serve; 1: off
     seed: int
 
     @model_validator(mode="after")

@@ -122,7 +122,7 @@ def run_finetune(settings: FinetuneParams, paths: PathsParams) -> None:
         result = train(model, plan.catalogue, plan.histories, valid, plan.settings, runtime=runtime,
                        checkpoint_dir=checkpoints, fingerprint=fingerprint,
                        keep_start=warm and settings.warm_nights.keep_champion_unless_better)
-        if warm and result.best_epoch == 0:
+        if warm and result.best_epoch == 0 and not result.averaged_epochs:
             log.info("warm night: no epoch beat the champion on validation (NDCG@10 %.4f): the candidate keeps the "
                      "champion's weights", result.best_valid_ndcg)
     else:

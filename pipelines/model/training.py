@@ -9,10 +9,10 @@ by length would skip more padding, but it scored lower on ML-100K validation. Th
 warm up, then decay linearly (or by a cosine) to 5% at the run's planned end: the epochs' steps, or
 fewer when the wall-clock budget will end the run first.
 
-The run serves its best validation epoch's weights, or the mean of its ``n`` best epochs' weights
-(``n`` up to ``average_best_epochs``) where one such mean scores higher on validation: the epochs of
-one run lie in one basin, and their mean is a flatter, steadier point than any single epoch, whose
-validation figure jumps from epoch to epoch.
+The run serves its best validation epoch's weights, or the mean of its ``average_best_epochs`` best
+epochs' weights where that mean scores higher on validation: the epochs of one run lie in one basin,
+and their mean is a flatter, steadier point than any single epoch, whose validation figure jumps
+from epoch to epoch. A warm night's starting weights (the champion's, epoch 0) count among them.
 
 The loop runs on CUDA (bf16 autocast, TF32) when there is a GPU and on the CPU (float32,
 deterministic kernels) otherwise; under ``torchrun`` every process trains on its share of each
@@ -55,7 +55,7 @@ class TrainResult:
     best_valid_ndcg: float = 0.0  # of the weights served: the best epoch's, or the chosen mean's
     best_epoch: int = 0
     averaged_epochs: list[int] = field(default_factory=list)  # the epochs whose mean is served; [] none
-    averaging: dict[str, float] = field(default_factory=dict)  # n -> validation NDCG of the n best epochs' mean
+    averaging: dict[str, float] = field(default_factory=dict)  # validation NDCG: "best epoch", "mean"; {} off
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
@@ -488,34 +488,26 @@ class Trainer:
         self.top = [weights for _, weights in entries[:limit]]
 
     def _serve_best_mean(self, valid: EvalSet, k: int, result: TrainResult) -> None:
-        """Validates the mean of the 2..n best epochs' weights and leaves the model with the best mean
-        where it beats the best epoch (which the model holds on entry), recording the choice."""
+        """Validates the mean of the kept epochs' weights and leaves the model with it where it beats
+        the best epoch (which the model holds on entry), else with the best epoch; records both."""
         if len(self.top) < 2:
             return
-        best_ndcg = self.state.best_valid_ndcg
-        result.averaging = {"1": best_ndcg}
-        chosen: tuple[float, int, dict[str, torch.Tensor]] | None = None
-        for n in range(2, len(self.top) + 1):
-            mean = mean_weights(self.top[:n])
-            self.model.load_state_dict(mean, strict=False)
+        epochs, best_ndcg = [int(epoch) for _, epoch in self.state.top], self.state.best_valid_ndcg
+        mean = mean_weights(self.top)
+        self.model.load_state_dict(mean, strict=False)
+        if self.params.lm_learning_rate > 0:  # else every kept text tower is the same: its vectors stand
             self._refresh_text()
-            with self.runtime.autocast:
-                ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
-            result.averaging[str(n)] = ndcg
-            if ndcg > (chosen[0] if chosen else best_ndcg):
-                chosen = (ndcg, n, mean)
-        epochs = [int(epoch) for _, epoch in self.state.top]
-        if chosen is None:
-            log.info("weight averaging: no mean of the best epochs %s beats epoch %d on validation (%s)", epochs,
-                     self.state.best_epoch, _rounded(result.averaging))
-            self.model.load_state_dict(self.best, strict=False)
-        else:
-            ndcg, n, mean = chosen
+        with self.runtime.autocast:
+            ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
+        result.averaging = {"best epoch": best_ndcg, "mean": ndcg}
+        if ndcg > best_ndcg:
             log.info("weight averaging: serving the mean of epochs %s: validation NDCG@%d %.4f against %.4f for "
-                     "epoch %d alone (%s)", epochs[:n], k, ndcg, best_ndcg, self.state.best_epoch,
-                     _rounded(result.averaging))
-            self.model.load_state_dict(mean, strict=False)
-            result.best_valid_ndcg, result.averaged_epochs = ndcg, epochs[:n]
+                     "epoch %d alone", epochs, k, ndcg, best_ndcg, self.state.best_epoch)
+            result.best_valid_ndcg, result.averaged_epochs = ndcg, epochs
+        else:
+            log.info("weight averaging: the mean of epochs %s scores %.4f on validation, not above epoch %d's %.4f: "
+                     "serving epoch %d", epochs, ndcg, self.state.best_epoch, best_ndcg, self.state.best_epoch)
+            self.model.load_state_dict(self.best, strict=False)
 
     def _validate_start(self, valid: EvalSet, k: int) -> None:
         """Epoch 0 of the curve: the starting weights, the best so far."""
@@ -524,6 +516,7 @@ class Trainer:
             ndcg = validate(self.model, self.catalogue, valid, k, self.cached_text)
         state.curve.append({"step": 0, "epoch": 0, "loss": float("nan"), "valid_ndcg": ndcg, "seconds": 0.0})
         state.best_valid_ndcg, state.best_epoch, state.start_validated = ndcg, 0, True
+        self._keep_if_among_best(ndcg, 0)
         if self.runtime.is_main:
             log.info("epoch 0 (the starting weights): validation NDCG@%d %.4f", k, ndcg)
 
@@ -567,10 +560,6 @@ def mean_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return {name: (torch.stack([s[name].double() for s in states]).mean(0).to(value.dtype)
                    if value.is_floating_point() else value)
             for name, value in states[0].items()}
-
-
-def _rounded(curve: dict[str, float]) -> str:
-    return ", ".join(f"{n}: {ndcg:.4f}" for n, ndcg in curve.items())
 
 
 def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: list[list[str]], valid: EvalSet,

@@ -71,10 +71,9 @@ def replay_sample(windows: Sequence[list[str]], count: int, seed: int) -> list[l
 
 def warm_settings(settings: FinetuneParams) -> FinetuneParams:
     """The training settings of a warm night: ``warm_nights``' epochs, patience and scaled rates;
-    with the text tower kept, no item text gets gradients. The best epoch alone serves (no weight
-    averaging): the night's few epochs compete with the champion's weights as they are."""
+    with the text tower kept, no item text gets gradients."""
     warm = settings.warm_nights
-    changes = {"epochs": warm.epochs, "patience": warm.patience, "average_best_epochs": 1,
+    changes = {"epochs": warm.epochs, "patience": warm.patience,
                "learning_rate": settings.learning_rate * warm.learning_rate_scale,
                "lm_learning_rate": settings.lm_learning_rate * warm.learning_rate_scale}
     if not warm.train_text_tower:

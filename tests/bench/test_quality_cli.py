@@ -117,13 +117,16 @@ def test_the_command_writes_the_results_and_the_recommendations(tmp_path):
     assert document["dataset"] == "ml-synthetic" and document["budget_minutes"] == 0.2
     assert {"cpu", "cores", "torch", "python"} <= set(document["machine"])
     assert list(document["models"]) == ["MostPop", "EASE", "SASRec", "ours"]
-    extra = {"EASE": {"lambda"}, "ours": {"recency_prior", "without_recency_prior"}}
+    extra = {"EASE": {"lambda"}, "ours": {"recency_prior", "without_recency_prior", "training"}}
     for name, row in document["models"].items():
         assert set(row) == METRIC_KEYS | extra.get(name, set()), name
         assert all(0.0 <= row[m] <= 1.0 for m in METRIC_KEYS - {"train_s"}) and row["train_s"] >= 0
     ours = document["models"]["ours"]
     assert set(ours["recency_prior"]) == {"weight", "window_days"}
     assert set(ours["without_recency_prior"]) == METRIC_KEYS - {"train_s"}  # the same model, scored without it
+    assert set(ours["training"]) == {"stopped_by", "steps", "best_epoch", "averaged_epochs", "best_valid_ndcg@10",
+                                     "weight_averaging_valid_ndcg@10"}
+    assert 0 < ours["training"]["best_valid_ndcg@10"] <= 1
     if not ours["recency_prior"]["weight"]:
         assert all(ours["without_recency_prior"][m] == ours[m] for m in METRIC_KEYS - {"train_s"})
     assert document["models"]["SASRec"]["ndcg@10"] > document["models"]["MostPop"]["ndcg@10"]

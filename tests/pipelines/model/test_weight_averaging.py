@@ -44,25 +44,24 @@ def trainer_with_kept_epochs(monkeypatch, target_of):
 
 
 def test_a_mean_that_validates_higher_than_the_best_epoch_is_served(monkeypatch):
-    trainer, valid, kept = trainer_with_kept_epochs(monkeypatch, lambda kept: mean_weights(kept[:2]))
+    trainer, valid, kept = trainer_with_kept_epochs(monkeypatch, mean_weights)
     result = TrainResult(best_valid_ndcg=trainer.state.best_valid_ndcg, best_epoch=5)
     trainer._serve_best_mean(valid, 10, result)
     served = trainable_state(trainer.model)
-    expected = mean_weights(kept[:2])
-    assert result.averaged_epochs == [5, 2]
+    expected = mean_weights(kept)
+    assert result.averaged_epochs == [5, 2, 8]
     assert all(torch.allclose(served[name], expected[name]) for name in expected)
-    assert result.best_valid_ndcg == result.averaging["2"] > result.averaging["1"]
-    assert set(result.averaging) == {"1", "2", "3"}
+    assert result.best_valid_ndcg == result.averaging["mean"] > result.averaging["best epoch"]
 
 
-def test_the_best_epoch_is_served_where_no_mean_beats_it(monkeypatch):
+def test_the_best_epoch_is_served_where_the_mean_does_not_beat_it(monkeypatch):
     trainer, valid, kept = trainer_with_kept_epochs(monkeypatch, lambda kept: kept[0])
     result = TrainResult(best_valid_ndcg=trainer.state.best_valid_ndcg, best_epoch=5)
     trainer._serve_best_mean(valid, 10, result)
     served = trainable_state(trainer.model)
     assert result.averaged_epochs == []
     assert all(torch.equal(served[name], kept[0][name]) for name in kept[0])
-    assert result.best_valid_ndcg == result.averaging["1"] > max(result.averaging["2"], result.averaging["3"])
+    assert result.best_valid_ndcg == result.averaging["best epoch"] > result.averaging["mean"]
 
 
 def test_only_the_best_epochs_are_kept_best_first():
@@ -82,22 +81,32 @@ def test_averaging_off_keeps_no_copies_and_serves_the_best_epoch():
     assert result.best_valid_ndcg == best
 
 
-def test_a_short_run_averages_or_keeps_its_best_epoch_as_validation_says():
+def test_a_short_run_serves_the_mean_or_its_best_epoch_as_validation_says():
     trainer, examples, valid = tiny_trainer(epochs=4, patience=10, average_best_epochs=3, learning_rate=0.005)
     result = trainer.fit(examples, valid)
-    assert [epoch for _, epoch in trainer.state.top] and len(trainer.top) == 3
-    assert set(result.averaging) == {"1", "2", "3"}
+    assert len(trainer.state.top) == len(trainer.top) == 3
+    assert set(result.averaging) == {"best epoch", "mean"}
     served = trainable_state(trainer.model)
     if result.averaged_epochs:
-        n = len(result.averaged_epochs)
-        expected = mean_weights(trainer.top[:n])
-        assert result.best_valid_ndcg == result.averaging[str(n)] == max(result.averaging.values())
+        expected = mean_weights(trainer.top)
+        assert result.averaged_epochs == [epoch for _, epoch in trainer.state.top]
+        assert result.best_valid_ndcg == result.averaging["mean"] > result.averaging["best epoch"]
     else:
         expected = trainer.best
-        assert result.best_valid_ndcg == result.averaging["1"] >= max(result.averaging.values())
+        assert result.best_valid_ndcg == result.averaging["best epoch"] >= result.averaging["mean"]
     assert all(torch.allclose(served[name], expected[name]) for name in expected)
     assert result.best_valid_ndcg == pytest.approx(training.validate(trainer.model, trainer.catalogue, valid, 10,
                                                                      trainer.catalogue.text_vectors().float()))
+
+
+def test_a_warm_start_counts_the_starting_weights_as_epoch_0():
+    trainer, examples, valid = tiny_trainer(epochs=2, patience=10, average_best_epochs=5)
+    start = trainable_state(trainer.model)
+    trainer.fit(examples, valid, keep_start=True)
+    epochs = [epoch for _, epoch in trainer.state.top]
+    assert sorted(epochs) == [0, 1, 2]
+    kept_start = trainer.top[epochs.index(0)]
+    assert all(torch.equal(kept_start[name], start[name]) for name in start)
 
 
 def test_a_checkpoint_carries_the_kept_weights_in_order(tmp_path):
