@@ -56,7 +56,8 @@ class Trained:
         return serving_scorer(self.model, self.item_ids, self.texts)
 
     def training_summary(self) -> dict[str, Any]:
-        keys = ("train_seconds", "stopped_by", "steps", "best_epoch", "averaged_epochs", "best_valid_ndcg@10", "device")
+        keys = ("train_seconds", "stopped_by", "steps", "best_epoch", "averaged_epochs", "best_valid_ndcg@10",
+                "device")
         return {**{key: self.training[key] for key in keys if key in self.training},
                 "stage_seconds": {stage: round(s, 1) for stage, s in self.stage_seconds.items()}}
 

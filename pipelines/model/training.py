@@ -566,8 +566,8 @@ def train(model: SequenceRecommender, catalogue: Catalogue, train_histories: lis
           params: FinetuneParams, k: int = 10, runtime: Runtime | None = None,
           checkpoint_dir: Path | None = None, fingerprint: str = "", keep_start: bool = False) -> TrainResult:
     """Trains in place, keeps the weights of the best validation epoch (with ``keep_start``, the
-    starting weights count as epoch 0) or the best mean of the best epochs' weights, and returns the
-    curve."""
+    starting weights count as epoch 0), or the mean of the best epochs' weights where that validates
+    higher, and returns the curve."""
     seed_everything(params.seed)
     runtime = runtime or Runtime(torch.device("cpu"))
     examples = training_examples(train_histories, catalogue, model.config.max_seq_len)
