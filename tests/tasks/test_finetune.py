@@ -64,7 +64,10 @@ def test_sigkill_mid_training_then_rerun_resumes_and_matches_an_uninterrupted_ru
     checkpoint = None
     while time.monotonic() < deadline and process.poll() is None:
         found = list(Path(params["paths"]["checkpoints"]).glob("*/latest/state.json"))
-        state = json.loads(found[0].read_text()) if found else {}
+        try:
+            state = json.loads(found[0].read_text()) if found else {}
+        except (FileNotFoundError, json.JSONDecodeError):  # the next checkpoint was renamed into place meanwhile
+            state = {}
         if state.get("steps", 0) >= 4 and state.get("top"):  # an epoch's weights are kept for averaging
             checkpoint = found[0]
             break
