@@ -480,8 +480,8 @@ class Trainer:
     def _keep_if_among_best(self, ndcg: float, epoch: int) -> None:
         """Keeps the epoch's weights while they are among the ``average_best_epochs`` best (CPU copies)."""
         limit = self.params.average_best_epochs
-        if limit < 2:
-            return
+        if limit < 2 or (len(self.state.top) == limit and ndcg <= self.state.top[-1][0]):
+            return  # off, or not among the best: no copy is made
         entries = [*zip(self.state.top, self.top), ([ndcg, epoch], trainable_state(self.model))]
         entries.sort(key=lambda entry: -entry[0][0])  # stable: an earlier epoch stays ahead of an equal later one
         self.state.top = [list(record) for record, _ in entries[:limit]]
