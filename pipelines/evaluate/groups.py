@@ -295,17 +295,21 @@ def backoff_ranks(scores: np.ndarray, labels: np.ndarray, n_groups: int, history
                   targets: np.ndarray, rows: np.ndarray, max_interactions: int) -> Callable[[float], np.ndarray]:
     """The target ranks of ``rows`` under a backoff strength c. Rows with more than
     ``max_interactions`` never blend, so they are ranked once; the interest groups' scores are
-    computed once; only the rows that blend are ranked again for each c."""
+    computed once, when a strength above 0 first asks for them; only the rows that blend are
+    ranked again for each c."""
     own = ranks_of(scores[rows], targets[rows], [history[r] for r in rows])
     lengths = np.array([len(history[r]) for r in rows], dtype=np.int64)
     backing = np.flatnonzero(lengths <= max_interactions)
-    group = interest_group_scores(scores, labels, n_groups) if len(backing) else None
+    group: list[np.ndarray] = []
 
     def ranks(strength: float) -> np.ndarray:
-        if strength == 0 or group is None:
+        if strength == 0 or not len(backing):
             return own
+        if not group:
+            group.append(interest_group_scores(scores, labels, n_groups))
         subset = rows[backing]
-        mixed = blend_with_group(scores[subset], group[labels[subset]], backoff_weights(lengths[backing], strength))
+        mixed = blend_with_group(scores[subset], group[0][labels[subset]],
+                                 backoff_weights(lengths[backing], strength))
         out = own.copy()
         out[backing] = ranks_of(mixed, targets[subset], [history[r] for r in subset])
         return out

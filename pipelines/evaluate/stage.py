@@ -18,9 +18,7 @@ from pipelines.evaluate.champion import champion_history, champion_model, tonigh
 
 if TYPE_CHECKING:
     from pipelines.config import EvaluateParams, GroupsParams, PathsParams
-    import torch
-
-    from pipelines.model.recommender import Catalogue
+    from pipelines.model.representations import EncodedUsers
     from pipelines.ranking.scoring import ModelRanks, Scorer
     from pipelines.ranking.scoring import EvalSet
     from pipelines.profiles.build import Profiles
@@ -43,9 +41,9 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
     profiles = load_profiles(paths.profiles)
     source = read_json(Path(paths.profiles) / "manifest.json")
     split = test_set(profiles.sequences)
-    ranks, scorers, candidate_items, champion_version, recency = rank_all_models(
-        settings, paths, profiles, split, max(ks), source["logical_date"])
-    group_section = evaluate_night_groups(scorers, candidate_items, profiles, groups, settings)
+    ranks, scorers, champion_version, recency = rank_all_models(settings, paths, profiles, split, max(ks),
+                                                                source["logical_date"])
+    group_section = evaluate_night_groups(scorers, profiles, groups, settings)
     analysis = analyse_models(ranks, profiles, split, settings, k=k, ks=ks, interest_groups=group_section["labels"])
     judged = with_group_metrics(analysis, group_section["models"])
     blessing = bless(settings.gate, judged, k=k, ks=ks)
@@ -86,12 +84,11 @@ def run_evaluate(settings: EvaluateParams, paths: PathsParams, groups: GroupsPar
 
 def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Profiles, split: EvalSet,
                     k_max: int, logical_date: str
-                    ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], tuple[Catalogue, torch.Tensor], int | None,
-                               dict[str, Any]]:
+                    ) -> tuple[dict[str, ModelRanks], dict[str, Scorer], int | None, dict[str, Any]]:
     """Every model's ranks on tonight's test split: candidate, champion as of the night (re-scored),
-    MostPop, EASE; their scorers, the candidate's catalogue with its text vectors, the champion's
-    version and the recency prior section. Candidate and champion are both ranked with the prior
-    chosen tonight, so the gate compares the models, not two priors."""
+    MostPop, EASE; their scorers, the champion's version and the recency prior section. Candidate
+    and champion are both ranked with the prior chosen tonight, so the gate compares the models,
+    not two priors."""
     from pipelines.evaluate.baselines import fit_ease
     from pipelines.ranking.recency import TEST, ItemTimeline, RecencyPrior, case_prior
     from pipelines.ranking.scoring import most_popular_scorer, rank_eval_set
@@ -121,7 +118,7 @@ def rank_all_models(settings: EvaluateParams, paths: PathsParams, profiles: Prof
         adjust = case_prior(timeline, prior, split).adjust if name in ("candidate", "champion") else None
         ranks[name] = rank_eval_set(scorer, split, item_ids, k_max, adjust=adjust)
         log.info("%s ranked %d test users", name, len(ranks[name].ranks))
-    return ranks, scorers, (catalogue, text_vectors), champion_version, recency
+    return ranks, scorers, champion_version, recency
 
 
 def choose_recency_prior(scorer: Scorer, profiles: Profiles, settings: EvaluateParams) -> dict[str, Any]:
@@ -146,18 +143,17 @@ def choose_recency_prior(scorer: Scorer, profiles: Profiles, settings: EvaluateP
     return {"chosen": chosen.as_record(), "chosen_on": f"validation NDCG@{settings.k}", "validation": curve}
 
 
-def evaluate_night_groups(scorers: Mapping[str, Scorer], candidate_items: tuple[Catalogue, torch.Tensor],
-                          profiles: Profiles, groups: GroupsParams, settings: EvaluateParams) -> dict[str, Any]:
+def evaluate_night_groups(scorers: Mapping[str, Scorer], profiles: Profiles, groups: GroupsParams,
+                          settings: EvaluateParams) -> dict[str, Any]:
     """The groups section: interest groups from the candidate's user vectors (training histories),
     then ``pipelines.evaluate.groups.evaluate_groups`` for the candidate and MostPop (the gate's group checks
-    are floors and margins over MostPop: a paired comparison with the champion is left to the user metrics)."""
+    are floors and margins over MostPop: a paired comparison with the champion is left to the user metrics).
+    The candidate's scorer has already encoded most of these histories (``EncodedUsers``)."""
     from pipelines.evaluate.groups import evaluate_groups
-    from pipelines.model.representations import user_vectors
 
     started = time.perf_counter()
-    catalogue, text_vectors = candidate_items
-    vectors = user_vectors(catalogue.model, catalogue, [list(h) for h in profiles.sequences["train_items"]],
-                           text_vectors)
+    candidate: EncodedUsers = scorers["candidate"]  # type: ignore[assignment]
+    vectors = candidate.user_vectors([list(h) for h in profiles.sequences["train_items"]])
     judged = {name: scorers[name] for name in ("candidate", "MostPop")}  # what the gate's group checks read
     section = evaluate_groups(judged, vectors, profiles.sequences, profiles.groups,
                               list(profiles.items["item_id"]), groups, k=settings.k,

@@ -38,10 +38,10 @@ def backoff_weights(n_interactions: np.ndarray, strength: float, max_interaction
 def interest_group_scores(member_scores: np.ndarray, labels: np.ndarray, n_groups: int) -> np.ndarray:
     """(groups, items): the mean standardised scores of each group's members (zeros for an empty group)."""
     labels = np.asarray(labels, dtype=np.int64)
-    sums = np.zeros((n_groups, member_scores.shape[1]))
-    np.add.at(sums, labels, standardised(np.asarray(member_scores, dtype=np.float64)))
-    counts = np.bincount(labels, minlength=n_groups)[:, None]
-    return sums / np.maximum(counts, 1)
+    membership = np.zeros((n_groups, len(labels)))
+    membership[labels, np.arange(len(labels))] = 1.0
+    sums = membership @ standardised(np.asarray(member_scores, dtype=np.float64))  # not np.add.at: 30x slower
+    return sums / np.maximum(membership.sum(1), 1.0)[:, None]
 
 
 def blend_with_group(own_scores: np.ndarray, group_scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 * ``cluster_users``: spherical k-means (k-means on unit vectors, so a heavy user's longer vector
   does not pull a centroid); with ``n_groups`` 0 the number of groups is the one with the best
-  silhouette between 2 and ``max_groups``, measured on a sample so that the choice stays cheap.
+  silhouette between 2 and ``max_groups``. The candidates are fitted and scored on a sample of
+  users, so that the choice stays cheap however large the crowd; only the chosen number is fitted
+  on every user.
 * ``merge_small_groups``: a group below ``min_size`` users is folded into the group whose centroid
   is nearest, so that no published group describes a handful of people.
 * ``stable_ids``: tonight's groups take last night's ids by maximum Jaccard overlap of members
@@ -20,7 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 MIN_MATCH_JACCARD = 0.2  # below this overlap two nights' groups are different groups
-SILHOUETTE_SAMPLE = 4000  # users the silhouette of each candidate k is measured on
+SWEEP_SAMPLE = 2000  # users each candidate k is fitted and its silhouette measured on
 KMEANS_RESTARTS = 2
 
 
@@ -53,24 +55,26 @@ def cluster_users(vectors: np.ndarray, n_groups: int, *, max_groups: int, seed: 
     if n_groups > users:
         raise ValueError(f"groups.n_groups is {n_groups} but only {users} users have a vector")
 
-    def fit(k: int) -> KMeans:
+    def fit(rows: np.ndarray, k: int) -> KMeans:
         # One thread: beside torch's pool, OpenMP threads oversubscribe the cores (40x slower on 2 cores).
         with threadpool_limits(limits=1):
-            return KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(points)
+            return KMeans(n_clusters=k, n_init=KMEANS_RESTARTS, random_state=seed).fit(rows)
 
     silhouettes: dict[int, float] = {}
     if n_groups > 0:
-        model = fit(n_groups)
+        model = fit(points, n_groups)
     else:
-        sample = np.random.default_rng(seed).permutation(users)[:SILHOUETTE_SAMPLE]
-        distances = cosine_distances(points[sample])  # once for every k: the sample does not change
+        sample = (points if users <= SWEEP_SAMPLE
+                  else points[np.random.default_rng(seed).permutation(users)[:SWEEP_SAMPLE]])
+        distances = cosine_distances(sample)  # once for every k: the sample does not change
         fitted = {}
-        for k in range(2, min(max_groups, users - 1) + 1):
-            fitted[k] = fit(k)
-            labels = fitted[k].labels_[sample]
+        for k in range(2, min(max_groups, len(sample) - 1) + 1):
+            fitted[k] = fit(sample, k)
+            labels = fitted[k].labels_
             silhouettes[k] = (float(silhouette_score(distances, labels, metric="precomputed"))
                               if len(set(labels.tolist())) > 1 else -1.0)
-        model = fitted[max(silhouettes, key=lambda k: (silhouettes[k], -k))] if fitted else fit(1)
+        best = max(silhouettes, key=lambda k: (silhouettes[k], -k)) if fitted else 1
+        model = fitted[best] if sample is points and fitted else fit(points, best)
     return Clustering(labels=model.labels_.astype(np.int64), centroids=unit_rows(model.cluster_centers_),
                       silhouettes=silhouettes)
 

@@ -501,9 +501,10 @@ def serving_scorer(model: "SequenceRecommender", item_ids: list[str], texts: lis
     Evaluate and publish both score through this one function, so a second-stage model (a
     re-ranker wrapping the first stage's scores) would plug in here and be judged as it serves.
     ``catalogue`` and ``text_vectors`` reuse what was already computed for these items (the text
-    tower is the costly part).
+    tower is the costly part). The scorer encodes each distinct history once and also gives the
+    user vectors of interest groups (``pipelines.model.representations.EncodedUsers``).
     """
-    from pipelines.ranking.scoring import model_scorer
+    from pipelines.model.representations import EncodedUsers
 
-    return model_scorer(model, catalogue if catalogue is not None else Catalogue(model, item_ids, texts),
+    return EncodedUsers(model, catalogue if catalogue is not None else Catalogue(model, item_ids, texts),
                         text_vectors)

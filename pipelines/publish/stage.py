@@ -105,7 +105,6 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
 
     from pipelines.model.recommender import serving_scorer
     from pipelines.model.text_vectors import model_catalogue
-    from pipelines.model.representations import user_vectors
     from pipelines.profiles.build import load_profiles
     from pipelines.publish import groups as publish_groups
     from pipelines.publish import incremental
@@ -122,7 +121,7 @@ def score_and_write(model, model_dir: Path, champion: ModelVersion, paths: Paths
     choice = publish_groups.serving_choice(champion.version, champion.metrics)
     recency, user_scorer = served_recency(scorer, champion, profiles, paths)
     started = time.perf_counter()
-    vectors = user_vectors(model, catalogue, histories, text_vectors)
+    vectors = scorer.user_vectors(histories)  # the histories' encoder pass, kept for the lists below
     found = publish_groups.find_groups(vectors, user_ids, settings, *publish_groups.previous_groups(warehouse,
                                                                                                    logical_date))
     group_rows, averages = publish_groups.interest_group_lists(scorer, found, vectors, histories, item_ids, choice,

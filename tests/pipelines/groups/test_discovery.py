@@ -34,6 +34,16 @@ def test_silhouettes_from_the_distances_computed_once_equal_scikit_learn_s_cosin
         silhouette_score(points, labels, metric="cosine"), abs=1e-12)
 
 
+def test_a_large_crowd_searches_on_a_sample_and_labels_every_user(monkeypatch):
+    from pipelines.groups import discovery
+
+    monkeypatch.setattr(discovery, "SWEEP_SAMPLE", 60)
+    points, truth = blobs([100, 80, 120])
+    found = cluster_users(points, 0, max_groups=6, seed=0)
+    assert set(found.silhouettes) == set(range(2, 7)) and found.labels.max() + 1 == 3
+    assert len(found.labels) == 300 and adjusted_rand_score(truth, found.labels) == pytest.approx(1.0)
+
+
 def test_a_fixed_number_of_groups_skips_the_search():
     points, _ = blobs([20, 20, 20])
     found = cluster_users(points, 2, max_groups=8, seed=0)
